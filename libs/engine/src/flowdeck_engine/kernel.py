@@ -1,0 +1,721 @@
+"""The kernel: every state transition of a workflow instance, as one pure function.
+
+``Kernel(definition).apply(state, event)`` returns a :class:`Transition`: the new state and the
+commands the caller must carry out (run a step, open a human task, start a timer, await a
+callback, close a wait, record a step execution). The kernel does no I/O and never reads a clock:
+every event carries its time. It never mutates the state it is given; a stale or duplicate event
+returns the very same state object with no commands, so a shell can tell "nothing to do".
+
+Branching and joining follow dead-path elimination. Every forward edge out of a finished step
+sends its target a signal, live when the edge was taken, dead when it was not; a step with several
+forward incoming edges (a join) runs once every one of them has signalled and at least one was
+live, and is skipped when all were dead, passing dead signals on. So a join waits exactly for the
+branches that were activated and never deadlocks on a branch a condition did not take. Edges that
+close a cycle (back edges, found by a depth-first walk from the initial step) re-activate their
+target directly. An instance completes when nothing is active and a terminal step was reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from flowdeck_engine.conditions import compile_condition
+from flowdeck_engine.context import StepExecution, WorkflowContext
+from flowdeck_engine.enums import GatewayMode, StepStatus, StepType, WorkflowStatus
+from flowdeck_engine.exceptions import (
+    ConditionError,
+    InvalidTransitionError,
+    TaskNotFoundError,
+    TransitionLimitError,
+    ValidationError,
+)
+from flowdeck_engine.policies import NO_RETRY, EngineLimits, RetryPolicy
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from datetime import datetime
+    from uuid import UUID
+
+    from flowdeck_engine.definition import WorkflowDefinition
+    from flowdeck_engine.steps import Step
+
+RUN: Final = "run"
+TASK: Final = "task"
+TIMER: Final = "timer"
+CALLBACK: Final = "callback"
+
+_KIND = {
+    StepType.MACHINE: RUN,
+    StepType.GATEWAY: RUN,
+    StepType.HUMAN: TASK,
+    StepType.TIMER: TIMER,
+    StepType.WEBHOOK: CALLBACK,
+}
+
+
+# --- state ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """A step that is under way: running (or due to run), or waiting for a task, timer or callback."""
+
+    kind: str
+    attempt: int = 1
+    due_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class InstanceState:
+    """Everything the kernel knows about one instance. Treat as immutable: the kernel copies it."""
+
+    instance_id: UUID
+    workflow_name: str
+    workflow_version: str
+    status: WorkflowStatus
+    data: dict[str, Any]
+    started_at: datetime
+    active: dict[str, Activity] = field(default_factory=dict)
+    joins: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    queued: tuple[str, ...] = ()
+    completed_at: datetime | None = None
+    error: str | None = None
+    failed_step: str | None = None
+    terminal_reached: bool = False
+    seq: int = 0
+    budget_base: int = 0
+
+    @property
+    def current_steps(self) -> list[str]:
+        """Names of the steps under way, in the order they were reached."""
+        return list(self.active)
+
+    def copy(self) -> InstanceState:
+        """A copy whose containers may be changed without touching this state."""
+        return InstanceState(
+            self.instance_id,
+            self.workflow_name,
+            self.workflow_version,
+            self.status,
+            self.data,
+            self.started_at,
+            dict(self.active),
+            dict(self.joins) if self.joins else {},
+            self.queued,
+            self.completed_at,
+            self.error,
+            self.failed_step,
+            self.terminal_reached,
+            self.seq,
+            self.budget_base,
+        )
+
+
+# --- events (inputs) -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepSucceeded:
+    """A running step finished. ``updates``/``removed`` are its changes to the data's top level."""
+
+    step: str
+    attempt: int
+    at: datetime
+    started_at: datetime
+    updates: Mapping[str, Any] | None = None
+    removed: tuple[str, ...] = ()
+    result: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailed:
+    """An attempt of a running step raised (or timed out)."""
+
+    step: str
+    attempt: int
+    at: datetime
+    started_at: datetime
+    error_type: str
+    message: str
+    retryable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class StepSkipped:
+    """A step's ``can_execute`` guard returned False."""
+
+    step: str
+    attempt: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCompleted:
+    """A person completed the human task of ``step`` with form ``data``."""
+
+    step: str
+    user_id: str | None
+    data: Mapping[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """The timer of a timer step came due."""
+
+    step: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackReceived:
+    """An external system called back a waiting webhook step."""
+
+    step: str
+    payload: Any
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WaitTimedOut:
+    """A webhook step's wait passed its timeout."""
+
+    step: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequested:
+    """Someone canceled the instance."""
+
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRequested:
+    """Someone asked a failed instance to go on, from its failed step or from ``from_step``."""
+
+    from_step: str | None
+    at: datetime
+
+
+Event = (
+    StepSucceeded
+    | StepFailed
+    | StepSkipped
+    | TaskCompleted
+    | TimerFired
+    | CallbackReceived
+    | WaitTimedOut
+    | CancelRequested
+    | RetryRequested
+)
+
+
+# --- commands (outputs) --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunStep:
+    """Run attempt ``attempt`` of a machine step, now (``not_before`` None) or at that time."""
+
+    step: str
+    attempt: int
+    not_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTask:
+    """Open the human task of ``step``."""
+
+    step: str
+    title: str
+    description: str
+    form_schema: Mapping[str, Any] | None
+    assignee: str | None
+    candidate_groups: tuple[str, ...]
+    due_at: datetime | None
+    reminder_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    """Deliver :class:`TimerFired` for ``step`` at ``fire_at``."""
+
+    step: str
+    fire_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitCallback:
+    """Accept a callback for ``step``; deliver :class:`WaitTimedOut` at ``timeout_at`` if set."""
+
+    step: str
+    timeout_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CloseWait:
+    """The wait of ``step`` (a task, timer, callback or scheduled run) is over unfulfilled."""
+
+    step: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordStep:
+    """Append ``execution`` to the instance's step history."""
+
+    execution: StepExecution
+
+
+Command = RunStep | OpenTask | StartTimer | AwaitCallback | CloseWait | RecordStep
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """The result of applying an event: the new state and what to carry out."""
+
+    state: InstanceState
+    commands: Sequence[Command]
+    at: datetime
+
+
+# --- the compiled definition ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _EdgePlan:
+    target: str
+    test: Callable[[InstanceState], bool] | None
+    default: bool
+    back: bool
+
+
+@dataclass(slots=True)
+class _StepPlan:
+    name: str
+    step: Step
+    kind: str
+    step_type: StepType
+    retry: RetryPolicy
+    terminal: bool
+    gateway: GatewayMode | None
+    out: tuple[_EdgePlan, ...] = ()
+    forward_in: int = 0
+
+
+def _condition_test(source: str) -> Callable[[InstanceState], bool]:
+    test = compile_condition(source).test
+    return lambda state: test(state.data)
+
+
+def _callable_test(
+    definition_id: UUID, condition: Callable[[WorkflowContext], bool]
+) -> Callable[[InstanceState], bool]:
+    def test(state: InstanceState) -> bool:
+        context = WorkflowContext(definition_id, state.instance_id, dict(state.data), started_at=state.started_at)
+        return bool(condition(context))
+
+    return test
+
+
+class Kernel:
+    """The transition function of one workflow definition (compiled once, reused for every instance)."""
+
+    def __init__(self, definition: WorkflowDefinition, limits: EngineLimits | None = None) -> None:
+        problems = definition.get_graph().validate()
+        if problems:
+            raise ValidationError(
+                f"workflow {definition.name!r} version {definition.version!r} is invalid: "
+                + "; ".join(str(p) for p in problems),
+                problems,
+            )
+        self.definition = definition
+        self.limits = limits or EngineLimits()
+        back = definition.get_graph().back_edges()
+        steps: dict[str, _StepPlan] = {}
+        for name, step in definition.steps.items():
+            gateway = getattr(step, "mode", GatewayMode.EXCLUSIVE) if step.step_type is StepType.GATEWAY else None
+            steps[name] = _StepPlan(
+                name,
+                step,
+                _KIND[step.step_type],
+                step.step_type,
+                getattr(step, "retry_policy", None) or NO_RETRY,
+                name in definition.terminal_steps,
+                gateway,
+            )
+        outs: dict[str, list[_EdgePlan]] = {name: [] for name in steps}
+        for i, edge in enumerate(definition.edges):
+            cond = edge.condition
+            test = (
+                None
+                if cond is None
+                else _condition_test(cond)
+                if isinstance(cond, str)
+                else _callable_test(definition.id, cond)
+            )
+            outs[edge.source].append(_EdgePlan(edge.target, test, edge.default, i in back))
+            if i not in back:
+                steps[edge.target].forward_in += 1
+        for name, plan in steps.items():
+            plan.out = tuple(outs[name])
+        self._steps = steps
+        self._handlers: dict[type, Callable[[InstanceState, Any], Transition]] = {
+            StepSucceeded: self._on_succeeded,
+            StepFailed: self._on_failed,
+            StepSkipped: self._on_skipped,
+            TaskCompleted: self._on_task_completed,
+            TimerFired: self._on_timer_fired,
+            CallbackReceived: self._on_callback,
+            WaitTimedOut: self._on_timed_out,
+            CancelRequested: self._on_cancel,
+            RetryRequested: self._on_retry,
+        }
+
+    def step(self, name: str) -> Step:
+        """The step object named ``name``."""
+        return self._steps[name].step
+
+    def step_type(self, name: str) -> StepType:
+        """The type of the step named ``name``."""
+        return self._steps[name].step_type
+
+    # --- entry points ----------------------------------------------------------------------------
+
+    def start(self, instance_id: UUID, data: Mapping[str, Any], at: datetime) -> Transition:
+        """A new instance, its initial step activated."""
+        d = self.definition
+        state = InstanceState(instance_id, d.name, d.version, WorkflowStatus.RUNNING, dict(data), at)
+        commands: list[Command] = []
+        self._activate(state, d.initial_step, at, commands)
+        return self._settle(state, at, commands)
+
+    def apply(self, state: InstanceState, event: Event) -> Transition:
+        """Apply ``event`` to ``state``.
+
+        Raises :class:`InvalidTransitionError` (or its subclass :class:`TaskNotFoundError`) when
+        the event is a request that does not fit the state, such as completing a task that is not
+        open or canceling a finished instance. Stale machine results and late timers are ignored.
+        """
+        return self._handlers[type(event)](state, event)
+
+    # --- handlers --------------------------------------------------------------------------------
+
+    def _running(self, state: InstanceState, step: str, attempt: int) -> bool:
+        act = state.active.get(step)
+        return act is not None and act.kind == RUN and act.attempt == attempt and not state.status.is_final
+
+    def _on_succeeded(self, state: InstanceState, e: StepSucceeded) -> Transition:
+        if not self._running(state, e.step, e.attempt):
+            return Transition(state, (), e.at)
+        s = state.copy()
+        del s.active[e.step]
+        if e.updates or e.removed:
+            data = {**s.data, **e.updates} if e.updates else dict(s.data)
+            for key in e.removed:
+                data.pop(key, None)
+            s.data = data
+        plan = self._steps[e.step]
+        commands: list[Command] = [
+            RecordStep(
+                StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, e.started_at, e.at, e.attempt, e.result)
+            )
+        ]
+        self._leave(s, plan, e.at, commands)
+        return self._settle(s, e.at, commands)
+
+    def _on_failed(self, state: InstanceState, e: StepFailed) -> Transition:
+        if not self._running(state, e.step, e.attempt):
+            return Transition(state, (), e.at)
+        s = state.copy()
+        plan = self._steps[e.step]
+        error = f"{e.error_type}: {e.message}"
+        commands: list[Command] = [
+            RecordStep(
+                StepExecution(e.step, plan.step_type, StepStatus.FAILED, e.started_at, e.at, e.attempt, error=error)
+            )
+        ]
+        if e.retryable and plan.retry.allows_retry(e.attempt, e.error_type):
+            delay = plan.retry.delay_after(e.attempt)
+            due = e.at + delay if delay else None
+            s.active[e.step] = Activity(RUN, e.attempt + 1, due)
+            commands.append(RunStep(e.step, e.attempt + 1, due))
+        else:
+            del s.active[e.step]
+            self._fail(s, e.step, error, e.at, commands)
+        return self._settle(s, e.at, commands)
+
+    def _on_skipped(self, state: InstanceState, e: StepSkipped) -> Transition:
+        if not self._running(state, e.step, e.attempt):
+            return Transition(state, (), e.at)
+        s = state.copy()
+        del s.active[e.step]
+        plan = self._steps[e.step]
+        commands: list[Command] = [
+            RecordStep(StepExecution(e.step, plan.step_type, StepStatus.SKIPPED, e.at, e.at, e.attempt))
+        ]
+        self._leave(s, plan, e.at, commands)
+        return self._settle(s, e.at, commands)
+
+    def _waiting(self, state: InstanceState, step: str, kind: str, action: str) -> None:
+        if state.status.is_final:
+            raise InvalidTransitionError(state.instance_id, action, f"it is {state.status.value}")
+        act = state.active.get(step)
+        if act is None or act.kind != kind:
+            raise TaskNotFoundError(state.instance_id, step, action)
+
+    def _on_task_completed(self, state: InstanceState, e: TaskCompleted) -> Transition:
+        self._waiting(state, e.step, TASK, "complete task")
+        s = state.copy()
+        del s.active[e.step]
+        s.data = {**s.data, **e.data}
+        plan = self._steps[e.step]
+        commands: list[Command] = [
+            RecordStep(
+                StepExecution(
+                    e.step,
+                    plan.step_type,
+                    StepStatus.SUCCEEDED,
+                    e.at,
+                    e.at,
+                    1,
+                    dict(e.data),
+                    completed_by=e.user_id,
+                )
+            )
+        ]
+        self._leave(s, plan, e.at, commands)
+        return self._settle(s, e.at, commands)
+
+    def _on_timer_fired(self, state: InstanceState, e: TimerFired) -> Transition:
+        act = state.active.get(e.step)
+        if act is None or act.kind != TIMER or state.status.is_final:
+            return Transition(state, (), e.at)
+        s = state.copy()
+        del s.active[e.step]
+        plan = self._steps[e.step]
+        commands: list[Command] = [
+            RecordStep(StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, e.at, e.at, 1))
+        ]
+        self._leave(s, plan, e.at, commands)
+        return self._settle(s, e.at, commands)
+
+    def _on_callback(self, state: InstanceState, e: CallbackReceived) -> Transition:
+        self._waiting(state, e.step, CALLBACK, "deliver callback")
+        s = state.copy()
+        del s.active[e.step]
+        plan = self._steps[e.step]
+        key = getattr(plan.step, "result_key", None)
+        if key:
+            s.data = {**s.data, key: e.payload}
+        elif isinstance(e.payload, Mapping):
+            s.data = {**s.data, **e.payload}
+        else:
+            s.data = {**s.data, e.step: e.payload}
+        commands: list[Command] = [
+            RecordStep(StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, e.at, e.at, 1, e.payload))
+        ]
+        self._leave(s, plan, e.at, commands)
+        return self._settle(s, e.at, commands)
+
+    def _on_timed_out(self, state: InstanceState, e: WaitTimedOut) -> Transition:
+        act = state.active.get(e.step)
+        if act is None or act.kind != CALLBACK or state.status.is_final:
+            return Transition(state, (), e.at)
+        s = state.copy()
+        del s.active[e.step]
+        plan = self._steps[e.step]
+        error = "StepTimeoutError: no callback arrived before the timeout"
+        commands: list[Command] = [
+            RecordStep(StepExecution(e.step, plan.step_type, StepStatus.FAILED, e.at, e.at, 1, error=error))
+        ]
+        self._fail(s, e.step, error, e.at, commands)
+        return self._settle(s, e.at, commands)
+
+    def _on_cancel(self, state: InstanceState, e: CancelRequested) -> Transition:
+        if state.status.is_final:
+            raise InvalidTransitionError(state.instance_id, "cancel", f"it is {state.status.value}")
+        s = state.copy()
+        commands: list[Command] = []
+        self._close_all(s, commands)
+        s.status = WorkflowStatus.CANCELED
+        s.error = f"canceled: {e.reason}" if e.reason else "canceled"
+        s.completed_at = e.at
+        return self._settle(s, e.at, commands)
+
+    def _on_retry(self, state: InstanceState, e: RetryRequested) -> Transition:
+        if state.status is not WorkflowStatus.FAILED:
+            raise InvalidTransitionError(
+                state.instance_id,
+                "retry",
+                f"it is {state.status.value}; only failed instances can be retried",
+            )
+        target = e.from_step or state.failed_step
+        if target is None or target not in self._steps:
+            reason = f"unknown step {target!r}" if target else "it has no failed step; name a step to retry from"
+            raise InvalidTransitionError(state.instance_id, "retry", reason)
+        s = state.copy()
+        s.status = WorkflowStatus.RUNNING
+        s.error = s.failed_step = s.completed_at = None
+        s.active, s.joins, s.queued = {}, {}, ()
+        s.budget_base = s.seq
+        commands: list[Command] = []
+        self._activate(s, target, e.at, commands)
+        return self._settle(s, e.at, commands)
+
+    # --- moving on ---------------------------------------------------------------------------------
+
+    def _leave(self, s: InstanceState, plan: _StepPlan, at: datetime, commands: list[Command]) -> None:
+        """``plan``'s step is done: signal its outgoing edges, then run it again if it was queued."""
+        if plan.terminal:
+            s.terminal_reached = True
+        out = plan.out
+        if out:
+            if len(out) == 1 and out[0].test is None and not out[0].default:
+                self._signal(s, out[0], True, at, commands)
+            else:
+                try:
+                    lives = self._choose(s, plan)
+                except ConditionError as exc:
+                    self._fail(s, plan.name, f"{type(exc).__name__}: {exc.detail}", at, commands)
+                    return
+                except Exception as exc:  # a Python condition callable raised
+                    self._fail(s, plan.name, f"{type(exc).__name__}: {exc}", at, commands)
+                    return
+                if not any(lives):
+                    self._fail(s, plan.name, "NoPathError: no outgoing edge condition matched", at, commands)
+                    return
+                for edge, live in zip(out, lives, strict=True):
+                    if s.status is WorkflowStatus.FAILED:
+                        return
+                    self._signal(s, edge, live, at, commands)
+        if plan.name in s.queued and s.status is not WorkflowStatus.FAILED:
+            queued = list(s.queued)
+            queued.remove(plan.name)
+            s.queued = tuple(queued)
+            self._activate(s, plan.name, at, commands)
+
+    def _choose(self, s: InstanceState, plan: _StepPlan) -> list[bool]:
+        """Which outgoing edges are taken (same order as ``plan.out``)."""
+        out = plan.out
+        if plan.gateway is GatewayMode.EXCLUSIVE:
+            lives = [False] * len(out)
+            for i, edge in enumerate(out):
+                if not edge.default and (edge.test is None or edge.test(s)):
+                    lives[i] = True
+                    return lives
+        else:
+            lives = [not edge.default and (edge.test is None or edge.test(s)) for edge in out]
+            if any(lives):
+                return lives
+        return [edge.default for edge in out]
+
+    def _signal(self, s: InstanceState, edge: _EdgePlan, live: bool, at: datetime, commands: list[Command]) -> None:
+        target = edge.target
+        if edge.back:
+            if live:
+                self._activate(s, target, at, commands)
+            return
+        need = self._steps[target].forward_in
+        if need > 1:
+            count, any_live = s.joins.get(target, (0, False))
+            count += 1
+            any_live = any_live or live
+            if count < need:
+                s.joins[target] = (count, any_live)
+                return
+            s.joins.pop(target, None)
+            live = any_live
+        if live:
+            self._activate(s, target, at, commands)
+        else:
+            self._skip(s, target, at, commands)
+
+    def _skip(self, s: InstanceState, name: str, at: datetime, commands: list[Command]) -> None:
+        """A step no live path reaches: record it skipped and pass dead signals on."""
+        plan = self._steps[name]
+        commands.append(RecordStep(StepExecution(name, plan.step_type, StepStatus.SKIPPED, at, at, 0)))
+        for edge in plan.out:
+            if not edge.back:
+                self._signal(s, edge, False, at, commands)
+
+    def _activate(self, s: InstanceState, name: str, at: datetime, commands: list[Command]) -> None:
+        if name in s.active:
+            s.queued = (*s.queued, name)
+            return
+        plan = self._steps[name]
+        kind = plan.kind
+        if kind == RUN:
+            s.active[name] = Activity(RUN)
+            commands.append(RunStep(name, 1))
+            return
+        step: Any = plan.step
+        try:
+            if kind == TASK:
+                due, reminder = step.due, step.reminder
+                commands.append(
+                    OpenTask(
+                        name,
+                        step.title or name,
+                        step.description,
+                        step.form_schema,
+                        step.resolve_assignee(s.data),
+                        tuple(step.candidate_groups),
+                        at + due if due else None,
+                        at + reminder if reminder else None,
+                    )
+                )
+                s.active[name] = Activity(TASK, 1, at + due if due else None)
+            elif kind == TIMER:
+                fire_at = step.fire_at(s.data, at)
+                s.active[name] = Activity(TIMER, 1, fire_at)
+                commands.append(StartTimer(name, fire_at))
+            else:
+                timeout = getattr(step, "timeout", None)
+                timeout_at = at + timeout if timeout else None
+                s.active[name] = Activity(CALLBACK, 1, timeout_at)
+                commands.append(AwaitCallback(name, timeout_at))
+        except Exception as exc:  # user code computing an assignee or a time
+            self._fail(s, name, f"{type(exc).__name__}: {exc}", at, commands)
+
+    def _close_all(self, s: InstanceState, commands: list[Command]) -> None:
+        for name, act in s.active.items():
+            if act.kind != RUN or act.due_at is not None:
+                commands.append(CloseWait(name, act.kind))
+        s.active, s.joins, s.queued = {}, {}, ()
+
+    def _fail(self, s: InstanceState, step: str, error: str, at: datetime, commands: list[Command]) -> None:
+        self._close_all(s, commands)
+        s.status = WorkflowStatus.FAILED
+        s.error = f"step {step!r} failed: {error}"
+        s.failed_step = step
+        s.completed_at = at
+
+    def _settle(self, s: InstanceState, at: datetime, commands: list[Command]) -> Transition:
+        s.seq += 1
+        if not s.status.is_final:
+            if s.seq - s.budget_base > self.limits.max_transitions:
+                self._close_all(s, commands)
+                s.status = WorkflowStatus.FAILED
+                s.error = TransitionLimitError(s.instance_id, self.limits.max_transitions).detail
+                s.completed_at = at
+            elif not s.active:
+                if s.terminal_reached:
+                    s.status = WorkflowStatus.COMPLETED
+                    s.completed_at = at
+                else:
+                    s.status = WorkflowStatus.FAILED
+                    s.error = "no terminal step was reached"
+                    s.completed_at = at
+            else:
+                s.status = WorkflowStatus.WAITING
+                for act in s.active.values():
+                    if act.kind == RUN:
+                        s.status = WorkflowStatus.RUNNING
+                        break
+        return Transition(s, commands, at)

@@ -1,0 +1,351 @@
+"""The local engine: the kernel plus in-memory adapters, running machine steps in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+from uuid import uuid4
+
+from flowdeck_engine.clock import SystemClock
+from flowdeck_engine.enums import StepType, TaskStatus
+from flowdeck_engine.events import events_for
+from flowdeck_engine.exceptions import (
+    ConcurrencyError,
+    InvalidTransitionError,
+    StepTimeoutError,
+    WorkflowNotFoundError,
+)
+from flowdeck_engine.instance import WorkflowInstance
+from flowdeck_engine.kernel import (
+    AwaitCallback,
+    CallbackReceived,
+    CancelRequested,
+    CloseWait,
+    RetryRequested,
+    RunStep,
+    StartTimer,
+    StepFailed,
+    StepSkipped,
+    StepSucceeded,
+    TaskCompleted,
+    TimerFired,
+    WaitTimedOut,
+)
+from flowdeck_engine.memory import ClockDispatcher, InMemoryInstanceStore
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from uuid import UUID
+
+    from flowdeck_engine.clock import Clock
+    from flowdeck_engine.context import WorkflowContext
+    from flowdeck_engine.definition import WorkflowDefinition
+    from flowdeck_engine.enums import WorkflowStatus
+    from flowdeck_engine.events import EventBus
+    from flowdeck_engine.instance import HumanTask
+    from flowdeck_engine.kernel import Event, Kernel, Transition
+    from flowdeck_engine.ports import Dispatcher, InstanceStore
+    from flowdeck_engine.registry import WorkflowRegistry
+    from flowdeck_engine.steps import Step
+
+log = logging.getLogger(__name__)
+_MISSING: Any = object()
+_MAX_CONFLICTS = 10
+
+
+class ExecutionEngine(Protocol):
+    """What every Flowdeck engine offers."""
+
+    async def start_workflow(
+        self, workflow_name: str, initial_data: Mapping[str, Any] | None = None, version: str | None = None
+    ) -> WorkflowInstance:
+        """Start a new instance of the workflow (its latest active version unless ``version``)."""
+        ...
+
+    async def execute_step(self, step: Step, context: WorkflowContext, previous_result: Any = None) -> Any:
+        """Execute a single step against ``context``."""
+        ...
+
+    async def complete_human_task(
+        self, instance_id: UUID, step_name: str, user_id: str | None, data: Mapping[str, Any]
+    ) -> Any:
+        """Complete a human task with the user's form data; the workflow goes on."""
+        ...
+
+    async def cancel_workflow(self, instance_id: UUID, reason: str) -> Any:
+        """Cancel a running or waiting instance."""
+        ...
+
+    async def retry(self, instance_id: UUID, from_step: str | None = None) -> Any:
+        """Resume a failed instance from its failed step or from ``from_step``."""
+        ...
+
+
+class LocalExecutionEngine:
+    """In-process async execution engine.
+
+    ``start_workflow`` returns once the new instance completes, fails or waits (for a person, a
+    timer, a callback, or a retry's backoff); branches of a parallel split run concurrently.
+    Timers and retries fire from ``clock`` (a :class:`~flowdeck_engine.clock.FakeClock` in tests).
+    ``persistence`` is the instance store (in memory by default); ``event_bus`` receives every
+    workflow event.
+    """
+
+    def __init__(
+        self,
+        registry: WorkflowRegistry,
+        persistence: InstanceStore | None = None,
+        event_bus: EventBus | None = None,
+        *,
+        clock: Clock | None = None,
+        dispatcher: Dispatcher | None = None,
+    ) -> None:
+        self.registry = registry
+        self.persistence: InstanceStore = persistence if persistence is not None else InMemoryInstanceStore()
+        self.event_bus = event_bus
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.dispatcher: Dispatcher = dispatcher if dispatcher is not None else ClockDispatcher(self.clock)
+
+    # --- public API ------------------------------------------------------------------------------
+
+    async def start_workflow(
+        self,
+        workflow_name: str | WorkflowDefinition | type[Any],
+        initial_data: Mapping[str, Any] | None = None,
+        version: str | None = None,
+        *,
+        tenant_id: str | None = None,
+        created_by: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> WorkflowInstance:
+        """Start a new instance and run it until it completes, fails or waits.
+
+        ``workflow_name`` may also be a registered definition or workflow class. Raises
+        :class:`WorkflowNotFoundError` for an unknown name or an inactive version.
+        """
+        definition = self.registry.resolve(workflow_name, version)
+        kernel = self.registry.kernel(definition)
+        transition = kernel.start(uuid4(), initial_data or {}, self.clock.now())
+        instance = WorkflowInstance(
+            definition, transition.state, tenant_id=tenant_id, created_by=created_by, metadata=metadata
+        )
+        await self.persistence.create(instance, transition)
+        if self.event_bus is not None:
+            await self._emit(None, transition, None, instance)
+        await self._drive(instance, kernel, self._carry_out(instance, kernel, transition))
+        return instance
+
+    async def execute_step(self, step: Step, context: WorkflowContext, previous_result: Any = None) -> Any:
+        """Run ``step`` once against ``context``: its guard, ``execute`` within its timeout, its hooks.
+
+        Returns the step's result, or None when its guard said no. Exceptions propagate after
+        ``on_failure`` ran; a step over its timeout raises :class:`StepTimeoutError`.
+        """
+        if not await step.can_execute(context):
+            return None
+        return await self._execute(step, context)
+
+    async def complete_human_task(
+        self, instance_id: UUID, step_name: str, user_id: str | None, data: Mapping[str, Any]
+    ) -> WorkflowInstance:
+        """Complete the open task of ``step_name`` with form ``data``; the workflow goes on.
+
+        Raises :class:`TaskNotFoundError` when that task is not open (already completed, say).
+        """
+        instance, kernel = await self._load(instance_id)
+        event = TaskCompleted(step_name, user_id, dict(data), self.clock.now())
+        instance = await self._apply_and_drive(instance, kernel, event)
+        step = kernel.step(step_name)
+        try:
+            await step.on_success(instance.context.with_step(step_name), dict(data))
+        except Exception:
+            log.exception("on_success hook of human step %r failed", step_name)
+        return instance
+
+    async def receive_callback(self, instance_id: UUID, step_name: str, payload: Any = None) -> WorkflowInstance:
+        """Deliver an external system's callback to the waiting webhook step ``step_name``."""
+        instance, kernel = await self._load(instance_id)
+        return await self._apply_and_drive(instance, kernel, CallbackReceived(step_name, payload, self.clock.now()))
+
+    async def cancel_workflow(self, instance_id: UUID, reason: str) -> WorkflowInstance:
+        """Cancel a running or waiting instance; its open tasks and timers are closed."""
+        instance, kernel = await self._load(instance_id)
+        return await self._apply_and_drive(instance, kernel, CancelRequested(reason, self.clock.now()))
+
+    async def retry(self, instance_id: UUID, from_step: str | None = None) -> WorkflowInstance:
+        """Resume a failed instance from its failed step, or from ``from_step``, with its data as it was."""
+        instance, kernel = await self._load(instance_id)
+        return await self._apply_and_drive(instance, kernel, RetryRequested(from_step, self.clock.now()))
+
+    async def get_instance(self, instance_id: UUID) -> WorkflowInstance:
+        """The instance with this id; raises :class:`InstanceNotFoundError`."""
+        return await self.persistence.load(instance_id)
+
+    async def list_instances(
+        self, *, workflow_name: str | None = None, status: WorkflowStatus | None = None
+    ) -> list[WorkflowInstance]:
+        """Instances, oldest first, optionally by workflow and status."""
+        return await self.persistence.list_instances(workflow_name=workflow_name, status=status)
+
+    async def get_pending_tasks(
+        self,
+        *,
+        instance_id: UUID | None = None,
+        user_id: str | None = None,
+        groups: set[str] | frozenset[str] | None = None,
+    ) -> list[HumanTask]:
+        """Open human tasks; with ``user_id``/``groups``, only those that user may work on."""
+        tasks = await self.persistence.list_tasks(instance_id=instance_id, status=TaskStatus.PENDING)
+        if user_id is None and groups is None:
+            return tasks
+        mine = frozenset(groups or ())
+        return [t for t in tasks if t.is_for(user_id, mine)]
+
+    # --- the shell -------------------------------------------------------------------------------
+
+    async def _load(self, instance_id: UUID) -> tuple[WorkflowInstance, Kernel]:
+        instance = await self.persistence.load(instance_id)
+        try:
+            definition = self.registry.get_definition(instance.workflow_name, instance.workflow_version)
+        except WorkflowNotFoundError:
+            raise InvalidTransitionError(
+                instance_id, "load", f"its definition {instance.workflow_name!r} is no longer registered"
+            ) from None
+        return instance, self.registry.kernel(definition)
+
+    async def _apply_and_drive(self, instance: WorkflowInstance, kernel: Kernel, event: Event) -> WorkflowInstance:
+        instance, ready = await self._apply(instance, kernel, event)
+        await self._drive(instance, kernel, ready)
+        return instance
+
+    async def _apply(
+        self, instance: WorkflowInstance, kernel: Kernel, event: Event
+    ) -> tuple[WorkflowInstance, list[RunStep]]:
+        """Apply ``event`` and save it, reloading and applying again when another writer got first."""
+        for _ in range(_MAX_CONFLICTS):
+            before = instance.state
+            version = instance.version
+            transition = kernel.apply(before, event)
+            if transition.state is before:
+                return instance, []
+            try:
+                await self.persistence.save(instance, transition, event, version)
+            except ConcurrencyError:
+                instance = await self.persistence.load(instance.id)
+                continue
+            if self.event_bus is not None:
+                await self._emit(before, transition, event, instance)
+            return instance, self._carry_out(instance, kernel, transition)
+        raise ConcurrencyError(instance.id, instance.version)
+
+    def _carry_out(self, instance: WorkflowInstance, kernel: Kernel, transition: Transition) -> list[RunStep]:
+        """Schedule what waits for a time; return the machine steps to run now."""
+        ready: list[RunStep] = []
+        for command in transition.commands:
+            kind = type(command)
+            if kind is RunStep:
+                run: RunStep = command  # type: ignore[assignment]
+                if run.not_before is None or run.not_before <= transition.at:
+                    ready.append(run)
+                else:
+                    self._wake_at(instance, kernel, run.step, run.not_before, run)
+            elif kind is StartTimer:
+                timer: StartTimer = command  # type: ignore[assignment]
+                self._wake_at(instance, kernel, timer.step, timer.fire_at, TimerFired(timer.step, timer.fire_at))
+            elif kind is AwaitCallback:
+                wait: AwaitCallback = command  # type: ignore[assignment]
+                if wait.timeout_at is not None:
+                    self._wake_at(
+                        instance, kernel, wait.step, wait.timeout_at, WaitTimedOut(wait.step, wait.timeout_at)
+                    )
+            elif kind is CloseWait:
+                self.dispatcher.cancel(instance.id, command.step)  # type: ignore[union-attr]
+        return ready
+
+    def _wake_at(self, instance: WorkflowInstance, kernel: Kernel, step: str, when: Any, what: Event | RunStep) -> None:
+        instance_id = instance.id
+
+        async def wake() -> None:
+            current, kernel_now = await self._load(instance_id)
+            if isinstance(what, RunStep):
+                await self._drive(current, kernel_now, [what])
+            else:
+                await self._apply_and_drive(current, kernel_now, what)
+
+        self.dispatcher.schedule(instance_id, step, when, wake)
+
+    async def _drive(self, instance: WorkflowInstance, kernel: Kernel, ready: list[RunStep]) -> None:
+        """Run ready machine steps, concurrently when several are ready, until none is left."""
+        inflight: dict[asyncio.Task[Event], RunStep] = {}
+        while ready or inflight:
+            if len(ready) == 1 and not inflight:
+                event = await self._run(instance, kernel, ready[0])
+                instance, ready = await self._apply(instance, kernel, event)
+                continue
+            for run in ready:
+                inflight[asyncio.ensure_future(self._run(instance, kernel, run))] = run
+            ready = []
+            done, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                del inflight[task]
+                instance, more = await self._apply(instance, kernel, task.result())
+                ready.extend(more)
+
+    async def _run(self, instance: WorkflowInstance, kernel: Kernel, run: RunStep) -> Event:
+        """Run one attempt of a machine step; the outcome as a kernel event."""
+        name = run.step
+        step = kernel.step(name)
+        before = instance.state.data
+        context = instance.context.with_step(name)
+        started = self.clock.now()
+        try:
+            if not await step.can_execute(context):
+                return StepSkipped(name, run.attempt, self.clock.now())
+            result = await self._execute(step, context)
+        except Exception as exc:
+            return StepFailed(
+                name,
+                run.attempt,
+                self.clock.now(),
+                started,
+                type(exc).__name__,
+                str(exc),
+                not getattr(exc, "non_retryable", False),
+            )
+        after = context.data
+        updates = {k: v for k, v in after.items() if before.get(k, _MISSING) is not v}
+        removed = tuple(k for k in before if k not in after) if len(after) < len(before) + len(updates) else ()
+        return StepSucceeded(name, run.attempt, self.clock.now(), started, updates, removed, result)
+
+    async def _execute(self, step: Step, context: WorkflowContext) -> Any:
+        timeout = getattr(step, "timeout", None)
+        try:
+            if timeout is not None and step.step_type is not StepType.WEBHOOK:
+                seconds = timeout.total_seconds()
+                scope = asyncio.timeout(seconds)
+                try:
+                    async with scope:
+                        result = await step.execute(context)
+                except TimeoutError as exc:
+                    if scope.expired():
+                        raise StepTimeoutError(context.current_step, seconds) from exc
+                    raise
+            else:
+                result = await step.execute(context)
+        except Exception as exc:
+            try:
+                await step.on_failure(context, exc)
+            except Exception:
+                log.exception("on_failure hook of step %r failed", context.current_step)
+            raise
+        await step.on_success(context, result)
+        return result
+
+    async def _emit(self, before: Any, transition: Transition, cause: Event | None, instance: WorkflowInstance) -> None:
+        assert self.event_bus is not None
+        for event in events_for(before, transition, cause, tenant_id=instance.tenant_id):
+            try:
+                await self.event_bus.emit(event)
+            except Exception:
+                log.exception("event bus failed on %s", event.type)

@@ -1,0 +1,119 @@
+"""In-memory adapters of the ports: what :class:`LocalExecutionEngine` runs on by default."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flowdeck_engine.enums import TaskStatus
+from flowdeck_engine.exceptions import ConcurrencyError, InstanceNotFoundError
+from flowdeck_engine.instance import HumanTask
+from flowdeck_engine.kernel import CloseWait, OpenTask, RecordStep, TaskCompleted
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from datetime import datetime
+    from uuid import UUID
+
+    from flowdeck_engine.clock import Clock, Scheduled
+    from flowdeck_engine.context import StepExecution
+    from flowdeck_engine.enums import WorkflowStatus
+    from flowdeck_engine.instance import WorkflowInstance
+    from flowdeck_engine.kernel import Event, Transition
+
+
+class InMemoryInstanceStore:
+    """Instances and tasks in dictionaries. The instance objects it hands out are the stored ones."""
+
+    def __init__(self) -> None:
+        self._instances: dict[UUID, WorkflowInstance] = {}
+        self._tasks: list[HumanTask] = []
+        self._open: dict[tuple[UUID, str], HumanTask] = {}
+
+    async def create(self, instance: WorkflowInstance, transition: Transition) -> None:
+        """Store ``instance`` and open the tasks its start opened."""
+        self._instances[instance.id] = instance
+        self._apply(instance, transition, None)
+
+    async def load(self, instance_id: UUID) -> WorkflowInstance:
+        """The stored instance object."""
+        try:
+            return self._instances[instance_id]
+        except KeyError:
+            raise InstanceNotFoundError(instance_id) from None
+
+    async def save(
+        self, instance: WorkflowInstance, transition: Transition, cause: Event, expected_version: int
+    ) -> None:
+        """Apply ``transition`` to the stored instance if its version is still ``expected_version``."""
+        stored = self._instances.get(instance.id)
+        if stored is None:
+            raise InstanceNotFoundError(instance.id)
+        if stored.version != expected_version:
+            raise ConcurrencyError(instance.id, expected_version)
+        self._apply(instance, transition, cause)
+
+    def _apply(self, instance: WorkflowInstance, transition: Transition, cause: Event | None) -> None:
+        records: list[StepExecution] = []
+        for command in transition.commands:
+            kind = type(command)
+            if kind is RecordStep:
+                records.append(command.execution)  # type: ignore[union-attr]
+            elif kind is OpenTask:
+                task = HumanTask.opened(command, instance, transition.at)  # type: ignore[arg-type]
+                self._tasks.append(task)
+                self._open[instance.id, task.step_name] = task
+            elif kind is CloseWait:
+                closed = self._open.pop((instance.id, command.step), None)  # type: ignore[union-attr]
+                if closed is not None:
+                    closed.status = TaskStatus.CANCELED
+        if type(cause) is TaskCompleted:
+            done = self._open.pop((instance.id, cause.step), None)
+            if done is not None:
+                done.status = TaskStatus.COMPLETED
+                done.completed_at = cause.at
+                done.completed_by = cause.user_id
+        stored = self._instances[instance.id]
+        stored.advance(transition.state, records)
+
+    async def list_instances(
+        self, *, workflow_name: str | None = None, status: WorkflowStatus | None = None
+    ) -> list[WorkflowInstance]:
+        """Stored instances, oldest first."""
+        return [
+            i
+            for i in self._instances.values()
+            if (workflow_name is None or i.workflow_name == workflow_name) and (status is None or i.status is status)
+        ]
+
+    async def list_tasks(self, *, instance_id: UUID | None = None, status: TaskStatus | None = None) -> list[HumanTask]:
+        """Stored tasks, oldest first."""
+        return [
+            t
+            for t in self._tasks
+            if (instance_id is None or t.instance_id == instance_id) and (status is None or t.status is status)
+        ]
+
+
+class ClockDispatcher:
+    """Schedules wake-ups on a clock; one per instance and step."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._scheduled: dict[tuple[UUID, str], Scheduled] = {}
+
+    def schedule(self, instance_id: UUID, step: str, when: datetime, wake: Callable[[], Awaitable[None]]) -> None:
+        """Call ``wake`` at ``when``."""
+        key = (instance_id, step)
+        self.cancel(instance_id, step)
+
+        async def run() -> None:
+            self._scheduled.pop(key, None)
+            await wake()
+
+        self._scheduled[key] = self._clock.call_at(when, run)
+
+    def cancel(self, instance_id: UUID, step: str) -> None:
+        """Call off the wake-up of this step, if any."""
+        scheduled = self._scheduled.pop((instance_id, step), None)
+        if scheduled is not None:
+            scheduled.cancel()

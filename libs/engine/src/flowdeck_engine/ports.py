@@ -1,0 +1,59 @@
+"""The ports through which an engine's shell reaches the world (besides the clock and the bus)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from datetime import datetime
+    from uuid import UUID
+
+    from flowdeck_engine.enums import TaskStatus, WorkflowStatus
+    from flowdeck_engine.instance import HumanTask, WorkflowInstance
+    from flowdeck_engine.kernel import Event, Transition
+
+
+class InstanceStore(Protocol):
+    """Where instances, their history and their human tasks live.
+
+    ``save`` is the optimistic write: it applies ``transition`` only if the stored instance still
+    has ``expected_version``, else raises :class:`~flowdeck_engine.exceptions.ConcurrencyError`
+    and changes nothing. On success ``instance`` reflects the new state.
+    """
+
+    async def create(self, instance: WorkflowInstance, transition: Transition) -> None:
+        """Store a new instance and what its start transition opened."""
+        ...
+
+    async def load(self, instance_id: UUID) -> WorkflowInstance:
+        """The instance with this id; raises ``InstanceNotFoundError``."""
+        ...
+
+    async def save(
+        self, instance: WorkflowInstance, transition: Transition, cause: Event, expected_version: int
+    ) -> None:
+        """Apply ``transition`` (caused by ``cause``) if the stored version is ``expected_version``."""
+        ...
+
+    async def list_instances(
+        self, *, workflow_name: str | None = None, status: WorkflowStatus | None = None
+    ) -> list[WorkflowInstance]:
+        """Instances, oldest first, optionally filtered."""
+        ...
+
+    async def list_tasks(self, *, instance_id: UUID | None = None, status: TaskStatus | None = None) -> list[HumanTask]:
+        """Human tasks, oldest first, optionally filtered."""
+        ...
+
+
+class Dispatcher(Protocol):
+    """Runs work for a step of an instance later (timers, retries with backoff, wait timeouts)."""
+
+    def schedule(self, instance_id: UUID, step: str, when: datetime, wake: Callable[[], Awaitable[None]]) -> None:
+        """Call ``wake`` at ``when``, replacing what was scheduled for this step."""
+        ...
+
+    def cancel(self, instance_id: UUID, step: str) -> None:
+        """Call off what is scheduled for this step."""
+        ...
