@@ -55,12 +55,13 @@ class WorkflowContext:
         """Store ``value`` under ``key``."""
         self.data[key] = value
 
-    def with_step(self, step_name: str) -> WorkflowContext:
-        """A context for running ``step_name``: the same facts, a copy of the data's top level."""
+    def with_step(self, step_name: str, data: dict[str, Any] | None = None) -> WorkflowContext:
+        """A context for running ``step_name``: the same facts, a copy of the top level of ``data``
+        (of this context's data when None)."""
         return WorkflowContext(
             self.workflow_id,
             self.instance_id,
-            dict(self.data),
+            dict(self.data if data is None else data),
             step_name,
             self.step_history,
             self.started_at,

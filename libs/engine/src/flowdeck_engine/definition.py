@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,11 @@ if TYPE_CHECKING:
     from flowdeck_engine.steps import Step
 
 _NAMESPACE = uuid.UUID("6f1c1f3e-5b7a-4c1e-9a39-0d8f4a1f0c11")
+
+
+@functools.lru_cache(maxsize=4096)
+def _definition_id(name: str, version: str) -> uuid.UUID:
+    return uuid.uuid5(_NAMESPACE, f"{name}@{version}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +56,7 @@ class WorkflowDefinition:
     @property
     def id(self) -> uuid.UUID:
         """A stable id for this name and version (the same in every process)."""
-        return uuid.uuid5(_NAMESPACE, f"{self.name}@{self.version}")
+        return _definition_id(self.name, self.version)
 
     def get_graph(self) -> WorkflowGraph:
         """Build and return the graph representation of the workflow."""

@@ -2,7 +2,9 @@
 
 ``Kernel(definition).apply(state, event)`` returns a :class:`Transition`: the new state and the
 commands the caller must carry out (run a step, open a human task, start a timer, await a
-callback, close a wait, record a step execution). The kernel does no I/O and never reads a clock:
+callback, close a wait, record a step execution). Events, commands and states are plain slotted
+dataclasses treated as immutable (frozen dataclasses cost three times as much to build, and
+these are built for every step). The kernel does no I/O and never reads a clock:
 every event carries its time. It never mutates the state it is given; a stale or duplicate event
 returns the very same state object with no commands, so a shell can tell "nothing to do".
 
@@ -58,7 +60,7 @@ _KIND = {
 # --- state ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Activity:
     """A step that is under way: running (or due to run), or waiting for a task, timer or callback."""
 
@@ -113,10 +115,14 @@ class InstanceState:
         )
 
 
+_RUN_FIRST = Activity(RUN)
+_FINAL = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELED})
+
+
 # --- events (inputs) -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepSucceeded:
     """A running step finished. ``updates``/``removed`` are its changes to the data's top level."""
 
@@ -129,7 +135,7 @@ class StepSucceeded:
     result: Any = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepFailed:
     """An attempt of a running step raised (or timed out)."""
 
@@ -142,7 +148,7 @@ class StepFailed:
     retryable: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepSkipped:
     """A step's ``can_execute`` guard returned False."""
 
@@ -151,7 +157,7 @@ class StepSkipped:
     at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskCompleted:
     """A person completed the human task of ``step`` with form ``data``."""
 
@@ -161,7 +167,7 @@ class TaskCompleted:
     at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TimerFired:
     """The timer of a timer step came due."""
 
@@ -169,7 +175,7 @@ class TimerFired:
     at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallbackReceived:
     """An external system called back a waiting webhook step."""
 
@@ -178,7 +184,7 @@ class CallbackReceived:
     at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WaitTimedOut:
     """A webhook step's wait passed its timeout."""
 
@@ -186,7 +192,7 @@ class WaitTimedOut:
     at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CancelRequested:
     """Someone canceled the instance."""
 
@@ -194,7 +200,7 @@ class CancelRequested:
     at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RetryRequested:
     """Someone asked a failed instance to go on, from its failed step or from ``from_step``."""
 
@@ -218,7 +224,7 @@ Event = (
 # --- commands (outputs) --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunStep:
     """Run attempt ``attempt`` of a machine step, now (``not_before`` None) or at that time."""
 
@@ -227,7 +233,7 @@ class RunStep:
     not_before: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OpenTask:
     """Open the human task of ``step``."""
 
@@ -241,7 +247,7 @@ class OpenTask:
     reminder_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartTimer:
     """Deliver :class:`TimerFired` for ``step`` at ``fire_at``."""
 
@@ -249,7 +255,7 @@ class StartTimer:
     fire_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AwaitCallback:
     """Accept a callback for ``step``; deliver :class:`WaitTimedOut` at ``timeout_at`` if set."""
 
@@ -257,7 +263,7 @@ class AwaitCallback:
     timeout_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CloseWait:
     """The wait of ``step`` (a task, timer, callback or scheduled run) is over unfulfilled."""
 
@@ -265,7 +271,7 @@ class CloseWait:
     kind: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RecordStep:
     """Append ``execution`` to the instance's step history."""
 
@@ -275,7 +281,7 @@ class RecordStep:
 Command = RunStep | OpenTask | StartTimer | AwaitCallback | CloseWait | RecordStep
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Transition:
     """The result of applying an event: the new state and what to carry out."""
 
@@ -306,6 +312,8 @@ class _StepPlan:
     gateway: GatewayMode | None
     out: tuple[_EdgePlan, ...] = ()
     forward_in: int = 0
+    then_run: str | None = None
+    """The machine step that always runs next, when that is all leaving this step does."""
 
 
 def _condition_test(source: str) -> Callable[[InstanceState], bool]:
@@ -364,6 +372,17 @@ class Kernel:
                 steps[edge.target].forward_in += 1
         for name, plan in steps.items():
             plan.out = tuple(outs[name])
+        for plan in steps.values():
+            if len(plan.out) == 1 and not plan.terminal:
+                only = plan.out[0]
+                target = steps[only.target]
+                if (
+                    only.test is None
+                    and not only.default
+                    and target.kind == RUN
+                    and (only.back or target.forward_in == 1)
+                ):
+                    plan.then_run = target.name
         self._steps = steps
         self._handlers: dict[type, Callable[[InstanceState, Any], Transition]] = {
             StepSucceeded: self._on_succeeded,
@@ -408,24 +427,35 @@ class Kernel:
 
     def _running(self, state: InstanceState, step: str, attempt: int) -> bool:
         act = state.active.get(step)
-        return act is not None and act.kind == RUN and act.attempt == attempt and not state.status.is_final
+        return act is not None and act.kind == RUN and act.attempt == attempt and state.status not in _FINAL
 
     def _on_succeeded(self, state: InstanceState, e: StepSucceeded) -> Transition:
-        if not self._running(state, e.step, e.attempt):
+        name = e.step
+        act = state.active.get(name)
+        if act is None or act.kind != RUN or act.attempt != e.attempt or state.status in _FINAL:
             return Transition(state, (), e.at)
         s = state.copy()
-        del s.active[e.step]
+        del s.active[name]
         if e.updates or e.removed:
             data = {**s.data, **e.updates} if e.updates else dict(s.data)
             for key in e.removed:
                 data.pop(key, None)
             s.data = data
-        plan = self._steps[e.step]
-        commands: list[Command] = [
-            RecordStep(
-                StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, e.started_at, e.at, e.attempt, e.result)
-            )
-        ]
+        plan = self._steps[name]
+        record = RecordStep(
+            StepExecution(name, plan.step_type, StepStatus.SUCCEEDED, e.started_at, e.at, e.attempt, e.result)
+        )
+        nxt = plan.then_run
+        if nxt is not None and nxt not in s.active and not s.queued:
+            # the common case, kept short: one unconditional edge on to a machine step
+            s.active[nxt] = _RUN_FIRST
+            s.seq += 1
+            s.status = WorkflowStatus.RUNNING
+            if s.seq - s.budget_base <= self.limits.max_transitions:
+                return Transition(s, [record, RunStep(nxt, 1)], e.at)
+            s.seq -= 1
+            del s.active[nxt]
+        commands: list[Command] = [record]
         self._leave(s, plan, e.at, commands)
         return self._settle(s, e.at, commands)
 
@@ -651,7 +681,7 @@ class Kernel:
         plan = self._steps[name]
         kind = plan.kind
         if kind == RUN:
-            s.active[name] = Activity(RUN)
+            s.active[name] = _RUN_FIRST
             commands.append(RunStep(name, 1))
             return
         step: Any = plan.step
@@ -698,7 +728,7 @@ class Kernel:
 
     def _settle(self, s: InstanceState, at: datetime, commands: list[Command]) -> Transition:
         s.seq += 1
-        if not s.status.is_final:
+        if s.status not in _FINAL:
             if s.seq - s.budget_base > self.limits.max_transitions:
                 self._close_all(s, commands)
                 s.status = WorkflowStatus.FAILED

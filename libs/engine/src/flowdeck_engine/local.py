@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, Protocol
+import weakref
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from uuid import uuid4
 
 from flowdeck_engine.clock import SystemClock
@@ -30,12 +32,14 @@ from flowdeck_engine.kernel import (
     StepSucceeded,
     TaskCompleted,
     TimerFired,
+    Transition,
     WaitTimedOut,
 )
 from flowdeck_engine.memory import ClockDispatcher, InMemoryInstanceStore
+from flowdeck_engine.steps import BaseStep
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from uuid import UUID
 
     from flowdeck_engine.clock import Clock
@@ -44,7 +48,7 @@ if TYPE_CHECKING:
     from flowdeck_engine.enums import WorkflowStatus
     from flowdeck_engine.events import EventBus
     from flowdeck_engine.instance import HumanTask
-    from flowdeck_engine.kernel import Event, Kernel, Transition
+    from flowdeck_engine.kernel import Event, Kernel
     from flowdeck_engine.ports import Dispatcher, InstanceStore
     from flowdeck_engine.registry import WorkflowRegistry
     from flowdeck_engine.steps import Step
@@ -52,6 +56,50 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _MISSING: Any = object()
 _MAX_CONFLICTS = 10
+
+
+class _Calls(NamedTuple):
+    """Which of a step's optional calls do something (base-class no-ops are skipped)."""
+
+    guard: bool
+    on_success: bool
+    on_failure: bool
+    timeout: float | None
+
+
+_CALLS: weakref.WeakKeyDictionary[Any, _Calls] = weakref.WeakKeyDictionary()
+
+
+def _calls(step: Step) -> _Calls:
+    try:
+        return _CALLS[step]
+    except (KeyError, TypeError):
+        pass
+    cls = type(step)
+    timeout = getattr(step, "timeout", None)
+    calls = _Calls(
+        getattr(cls, "can_execute", None) is not BaseStep.can_execute,
+        getattr(cls, "on_success", None) is not BaseStep.on_success,
+        getattr(cls, "on_failure", None) is not BaseStep.on_failure,
+        timeout.total_seconds() if timeout is not None and step.step_type is not StepType.WEBHOOK else None,
+    )
+    with contextlib.suppress(TypeError):  # a step that cannot be weakly referenced is not cached
+        _CALLS[step] = calls
+    return calls
+
+
+def _merge(transitions: list[Transition]) -> Transition:
+    commands = [command for transition in transitions for command in transition.commands]
+    return Transition(transitions[-1].state, commands, transitions[-1].at)
+
+
+def _still_due(active: dict[str, Any], run: RunStep) -> bool:
+    activity = active.get(run.step)
+    return activity is not None and activity.kind == "run" and activity.attempt == run.attempt
+
+
+def _count_runs(commands: Sequence[Any]) -> int:
+    return sum(1 for command in commands if type(command) is RunStep)
 
 
 class ExecutionEngine(Protocol):
@@ -222,21 +270,47 @@ class LocalExecutionEngine:
     async def _apply(
         self, instance: WorkflowInstance, kernel: Kernel, event: Event
     ) -> tuple[WorkflowInstance, list[RunStep]]:
-        """Apply ``event`` and save it, reloading and applying again when another writer got first."""
+        """Apply ``event`` and save it; the machine steps to run now."""
+        return await self._commit(instance, kernel, [event], None)
+
+    async def _commit(
+        self, instance: WorkflowInstance, kernel: Kernel, events: list[Event], transitions: list[Transition] | None
+    ) -> tuple[WorkflowInstance, list[RunStep]]:
+        """Save the transitions of ``events`` as one change; the machine steps to run now.
+
+        ``transitions`` are those already computed from ``instance``'s state. When another writer
+        saved the instance meanwhile, the events are applied again to its new state (events are
+        facts, not state), so nothing is lost and nothing is applied twice.
+        """
         for _ in range(_MAX_CONFLICTS):
-            before = instance.state
             version = instance.version
-            transition = kernel.apply(before, event)
-            if transition.state is before:
+            before: Any = instance.state
+            if transitions is None:
+                transitions = []
+                state = instance.state
+                for event in events:
+                    transition = kernel.apply(state, event)
+                    if transition.state is not state:
+                        transitions.append(transition)
+                        state = transition.state
+            if not transitions:
                 return instance, []
+            merged = transitions[0] if len(transitions) == 1 else _merge(transitions)
             try:
-                await self.persistence.save(instance, transition, event, version)
+                await self.persistence.save(instance, merged, events[0], version)
             except ConcurrencyError:
                 instance = await self.persistence.load(instance.id)
+                transitions = None
                 continue
             if self.event_bus is not None:
-                await self._emit(before, transition, event, instance)
-            return instance, self._carry_out(instance, kernel, transition)
+                for event, transition in zip(events, transitions, strict=False):
+                    await self._emit(before, transition, event, instance)
+                    before = transition.state
+            ready = self._carry_out(instance, kernel, merged)
+            if len(transitions) > 1:
+                active = merged.state.active
+                ready = list({(r.step, r.attempt): r for r in ready if _still_due(active, r)}.values())
+            return instance, ready
         raise ConcurrencyError(instance.id, instance.version)
 
     def _carry_out(self, instance: WorkflowInstance, kernel: Kernel, transition: Transition) -> list[RunStep]:
@@ -276,15 +350,18 @@ class LocalExecutionEngine:
         self.dispatcher.schedule(instance_id, step, when, wake)
 
     async def _drive(self, instance: WorkflowInstance, kernel: Kernel, ready: list[RunStep]) -> None:
-        """Run ready machine steps, concurrently when several are ready, until none is left."""
+        """Run ready machine steps, concurrently when several are ready, until none is left.
+
+        A chain of machine steps that follow one another is run in one go and saved as one change
+        (the steps run at least once either way: a crash before the save runs them again).
+        """
         inflight: dict[asyncio.Task[Event], RunStep] = {}
         while ready or inflight:
             if len(ready) == 1 and not inflight:
-                event = await self._run(instance, kernel, ready[0])
-                instance, ready = await self._apply(instance, kernel, event)
+                instance, ready = await self._run_chain(instance, kernel, ready[0])
                 continue
             for run in ready:
-                inflight[asyncio.ensure_future(self._run(instance, kernel, run))] = run
+                inflight[asyncio.ensure_future(self._run(instance, kernel, run, instance.state.data))] = run
             ready = []
             done, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -292,22 +369,44 @@ class LocalExecutionEngine:
                 instance, more = await self._apply(instance, kernel, task.result())
                 ready.extend(more)
 
-    async def _run(self, instance: WorkflowInstance, kernel: Kernel, run: RunStep) -> Event:
-        """Run one attempt of a machine step; the outcome as a kernel event."""
+    async def _run_chain(
+        self, instance: WorkflowInstance, kernel: Kernel, run: RunStep
+    ) -> tuple[WorkflowInstance, list[RunStep]]:
+        state = instance.state
+        events: list[Event] = []
+        transitions: list[Transition] = []
+        while True:
+            event = await self._run(instance, kernel, run, state.data)
+            transition = kernel.apply(state, event)
+            if transition.state is state:
+                break
+            events.append(event)
+            transitions.append(transition)
+            state = transition.state
+            commands = transition.commands
+            nxt = commands[-1] if commands else None
+            if type(nxt) is not RunStep or nxt.not_before is not None or _count_runs(commands) != 1:
+                break
+            run = nxt
+        return await self._commit(instance, kernel, events, transitions)
+
+    async def _run(self, instance: WorkflowInstance, kernel: Kernel, run: RunStep, before: dict[str, Any]) -> Event:
+        """Run one attempt of a machine step on data ``before``; the outcome as a kernel event."""
         name = run.step
         step = kernel.step(name)
-        before = instance.state.data
-        context = instance.context.with_step(name)
-        started = self.clock.now()
+        calls = _calls(step)
+        context = instance.context.with_step(name, before)
+        now = self.clock.now
+        started = now()
         try:
-            if not await step.can_execute(context):
-                return StepSkipped(name, run.attempt, self.clock.now())
-            result = await self._execute(step, context)
+            if calls.guard and not await step.can_execute(context):
+                return StepSkipped(name, run.attempt, now())
+            result = await self._execute(step, context, calls)
         except Exception as exc:
             return StepFailed(
                 name,
                 run.attempt,
-                self.clock.now(),
+                now(),
                 started,
                 type(exc).__name__,
                 str(exc),
@@ -316,30 +415,31 @@ class LocalExecutionEngine:
         after = context.data
         updates = {k: v for k, v in after.items() if before.get(k, _MISSING) is not v}
         removed = tuple(k for k in before if k not in after) if len(after) < len(before) + len(updates) else ()
-        return StepSucceeded(name, run.attempt, self.clock.now(), started, updates, removed, result)
+        return StepSucceeded(name, run.attempt, now(), started, updates, removed, result)
 
-    async def _execute(self, step: Step, context: WorkflowContext) -> Any:
-        timeout = getattr(step, "timeout", None)
+    async def _execute(self, step: Step, context: WorkflowContext, calls: _Calls | None = None) -> Any:
+        calls = calls or _calls(step)
         try:
-            if timeout is not None and step.step_type is not StepType.WEBHOOK:
-                seconds = timeout.total_seconds()
-                scope = asyncio.timeout(seconds)
+            if calls.timeout is not None:
+                scope = asyncio.timeout(calls.timeout)
                 try:
                     async with scope:
                         result = await step.execute(context)
                 except TimeoutError as exc:
                     if scope.expired():
-                        raise StepTimeoutError(context.current_step, seconds) from exc
+                        raise StepTimeoutError(context.current_step, calls.timeout) from exc
                     raise
             else:
                 result = await step.execute(context)
         except Exception as exc:
-            try:
-                await step.on_failure(context, exc)
-            except Exception:
-                log.exception("on_failure hook of step %r failed", context.current_step)
+            if calls.on_failure:
+                try:
+                    await step.on_failure(context, exc)
+                except Exception:
+                    log.exception("on_failure hook of step %r failed", context.current_step)
             raise
-        await step.on_success(context, result)
+        if calls.on_success:
+            await step.on_success(context, result)
         return result
 
     async def _emit(self, before: Any, transition: Transition, cause: Event | None, instance: WorkflowInstance) -> None:

@@ -44,11 +44,11 @@ class InMemoryInstanceStore:
     async def save(
         self, instance: WorkflowInstance, transition: Transition, cause: Event, expected_version: int
     ) -> None:
-        """Apply ``transition`` to the stored instance if its version is still ``expected_version``."""
-        stored = self._instances.get(instance.id)
-        if stored is None:
-            raise InstanceNotFoundError(instance.id)
-        if stored.version != expected_version:
+        """Apply ``transition`` to the stored instance if its version is still ``expected_version``.
+
+        The instance objects this store hands out are the stored ones, so ``instance`` is it.
+        """
+        if instance.version != expected_version:
             raise ConcurrencyError(instance.id, expected_version)
         self._apply(instance, transition, cause)
 
@@ -72,8 +72,7 @@ class InMemoryInstanceStore:
                 done.status = TaskStatus.COMPLETED
                 done.completed_at = cause.at
                 done.completed_by = cause.user_id
-        stored = self._instances[instance.id]
-        stored.advance(transition.state, records)
+        instance.advance(transition.state, records)
 
     async def list_instances(
         self, *, workflow_name: str | None = None, status: WorkflowStatus | None = None

@@ -82,7 +82,8 @@ class WorkflowRegistry:
             raise WorkflowNotFoundError(name) from None
 
     def get_definition(self, name: str, version: str | None = None) -> WorkflowDefinition:
-        """The definition ``name`` at ``version``, or its latest active version when None."""
+        """The definition ``name`` at ``version``, or when None its latest active version (the
+        highest release by semantic version; a pre-release only when there is no release)."""
         if version is None:
             latest = self._latest.get(name)
             if latest is None:
@@ -147,6 +148,8 @@ class WorkflowRegistry:
 
     def _refresh_latest(self, name: str) -> None:
         active = [v for v in self._versions.get(name, {}) if (name, v) not in self._inactive]
+        stable = [v for v in active if version_key(v)[3]]
+        active = stable or active  # a pre-release is the latest only while no release exists
         if active:
             self._latest[name] = self._versions[name][max(active, key=version_key)]
         else:

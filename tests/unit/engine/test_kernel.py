@@ -1,0 +1,110 @@
+"""The kernel is pure: (state, event) -> (new state, commands), no I/O, no clock, no mutation."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import inspect
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+import flowdeck_engine.kernel as kernel_module
+from flowdeck_engine import BaseHumanStep, Edge, Kernel, TimerStep, WorkflowStatus
+from flowdeck_engine.kernel import (
+    CancelRequested,
+    OpenTask,
+    RecordStep,
+    RunStep,
+    StartTimer,
+    StepFailed,
+    StepSucceeded,
+    TaskCompleted,
+    TimerFired,
+)
+
+from .conftest import Set, definition
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Review(BaseHumanStep):
+    name = "review"
+    title = "Review"
+
+
+def snapshot(state: object) -> dict[str, object]:
+    return {slot: copy.deepcopy(getattr(state, slot)) for slot in type(state).__slots__}  # type: ignore[attr-defined]
+
+
+def test_kernel_module_does_no_io_and_reads_no_clock() -> None:
+    tree = ast.parse(inspect.getsource(kernel_module))
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert imported <= {"__future__", "collections", "dataclasses", "typing", "flowdeck_engine", "datetime", "uuid"}
+    calls = {
+        node.func.attr for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    }
+    assert not calls & {"now", "utcnow", "today", "time", "sleep", "open", "urandom", "uuid4"}
+
+
+def test_apply_never_mutates_its_input_and_is_deterministic() -> None:
+    k = Kernel(definition([Set("a"), Review(), Set("b")], [Edge("a", "review"), Edge("review", "b")]))
+    start = k.start(uuid4(), {"x": 1}, T0)
+    assert [type(c) for c in start.commands] == [RunStep]
+    events = [
+        StepSucceeded("a", 1, T0, T0, {"a": True}),
+        TaskCompleted("review", "bob", {"ok": True}, T0 + timedelta(hours=1)),
+        StepSucceeded("b", 1, T0, T0, {"b": True}),
+    ]
+    state = start.state
+    for event in events:
+        before = snapshot(state)
+        first = k.apply(state, event)
+        second = k.apply(state, event)
+        assert snapshot(state) == before, "apply mutated its input"
+        assert snapshot(first.state) == snapshot(second.state)
+        assert first.commands == second.commands
+        state = first.state
+    assert state.status is WorkflowStatus.COMPLETED
+    assert state.data == {"x": 1, "a": True, "ok": True, "b": True}
+    assert state.seq == 4
+
+
+def test_human_step_commands() -> None:
+    k = Kernel(definition([Set("a"), Review(), Set("b")], [Edge("a", "review"), Edge("review", "b")]))
+    t = k.apply(k.start(uuid4(), {}, T0).state, StepSucceeded("a", 1, T0, T0))
+    assert t.state.status is WorkflowStatus.WAITING
+    assert [type(c) for c in t.commands] == [RecordStep, OpenTask]
+
+
+def test_stale_and_duplicate_events_return_the_same_state() -> None:
+    k = Kernel(definition([Set("a"), Set("b")], [Edge("a", "b")]))
+    state = k.start(uuid4(), {}, T0).state
+    done = k.apply(state, StepSucceeded("a", 1, T0, T0)).state
+    for stale in (StepSucceeded("a", 1, T0, T0), StepSucceeded("a", 2, T0, T0), StepFailed("a", 1, T0, T0, "E", "m")):
+        t = k.apply(done, stale)
+        assert t.state is done and not t.commands
+    timer = Kernel(definition([TimerStep("t", duration=timedelta(1)), Set("z")], [Edge("t", "z")]))
+    waiting = timer.start(uuid4(), {}, T0)
+    assert isinstance(waiting.commands[0], StartTimer)
+    fired = timer.apply(waiting.state, TimerFired("t", T0))
+    assert timer.apply(fired.state, TimerFired("t", T0)).state is fired.state
+
+
+def test_cancel_of_a_finished_instance_raises_without_change() -> None:
+    from flowdeck_engine import InvalidTransitionError
+
+    k = Kernel(definition([Set("a")], []))
+    state = k.start(uuid4(), {}, T0).state
+    done = k.apply(state, StepSucceeded("a", 1, T0, T0)).state
+    assert done.status is WorkflowStatus.COMPLETED
+    before = snapshot(done)
+    with pytest.raises(InvalidTransitionError):
+        k.apply(done, CancelRequested("late", T0))
+    assert snapshot(done) == before

@@ -1,0 +1,561 @@
+"""The semantics of execution.txt, each on the LocalExecutionEngine with a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from flowdeck_engine import (
+    BaseHumanStep,
+    BaseMachineStep,
+    ConditionalGroup,
+    Edge,
+    EngineLimits,
+    GatewayMode,
+    GatewayStep,
+    InvalidTransitionError,
+    ParallelGroup,
+    RetryPolicy,
+    SequentialGroup,
+    StepStatus,
+    TaskNotFoundError,
+    TaskStatus,
+    TimerStep,
+    WebhookStep,
+    WorkflowContext,
+    WorkflowRegistry,
+    WorkflowStatus,
+)
+
+from .conftest import Boom, Harness, Set, definition
+
+
+class Approve(BaseHumanStep):
+    name = "approve"
+    title = "Approve it"
+    form_schema = {"type": "object", "properties": {"approved": {"type": "boolean"}}}
+    candidate_groups = ("managers",)
+    due = timedelta(days=2)
+    reminder = timedelta(days=1)
+
+
+def history(instance: Any) -> list[tuple[str, str]]:
+    return [(r.step_name, r.status.value) for r in instance.step_history]
+
+
+# --- sequence, human steps -------------------------------------------------------------------------
+
+
+async def test_machine_steps_run_in_edge_order(h: Harness) -> None:
+    h.register(definition([Set("a"), Set("b"), Set("c")], [Edge("a", "b"), Edge("b", "c")]))
+    instance = await h.engine.start_workflow("wf", initial_data={"x": 1})
+    assert instance.status is WorkflowStatus.COMPLETED
+    assert instance.context.get("trail") == ["a", "b", "c"]
+    assert instance.context.get("x") == 1
+    assert history(instance) == [("a", "succeeded"), ("b", "succeeded"), ("c", "succeeded")]
+    assert instance.current_step is None
+    assert instance.completed_at is not None
+    assert h.event_types() == ["WorkflowStarted", "StepExecuted", "StepExecuted", "StepExecuted", "WorkflowCompleted"]
+
+
+async def test_human_step_waits_creates_task_and_merges_form_data(h: Harness) -> None:
+    h.register(
+        definition([Set("submit"), Approve(), Set("done")], [Edge("submit", "approve"), Edge("approve", "done")])
+    )
+    instance = await h.engine.start_workflow("wf", initial_data={"amount": 10})
+    assert instance.status is WorkflowStatus.WAITING
+    assert instance.current_step == "approve"
+    (task,) = await h.engine.get_pending_tasks()
+    assert (task.step_name, task.title, task.candidate_groups) == ("approve", "Approve it", ("managers",))
+    assert task.form_schema == Approve.form_schema
+    assert task.due_at == h.clock.now() + timedelta(days=2)
+    assert task.reminder_at == h.clock.now() + timedelta(days=1)
+    assert await h.engine.get_pending_tasks(user_id="bob", groups={"managers"}) == [task]
+    assert await h.engine.get_pending_tasks(user_id="bob", groups={"sales"}) == []
+
+    await h.engine.complete_human_task(instance.id, "approve", "bob", {"approved": True})
+    assert instance.status is WorkflowStatus.COMPLETED
+    assert instance.context.get("approved") is True
+    assert instance.context.get("trail") == ["submit", "done"]
+    assert task.status is TaskStatus.COMPLETED and task.completed_by == "bob"
+    assert [r.completed_by for r in instance.step_history if r.step_name == "approve"] == ["bob"]
+    assert "HumanTaskCreated" in h.event_types() and "HumanTaskCompleted" in h.event_types()
+
+
+async def test_second_completion_is_rejected_and_changes_nothing(h: Harness) -> None:
+    h.register(definition([Approve(), Set("done")], [Edge("approve", "done")]))
+    instance = await h.engine.start_workflow("wf")
+    await h.engine.complete_human_task(instance.id, "approve", "bob", {"approved": True})
+    version = instance.version
+    with pytest.raises(InvalidTransitionError):
+        await h.engine.complete_human_task(instance.id, "approve", "eve", {"approved": False})
+    assert instance.version == version
+    assert instance.context.get("approved") is True
+
+
+async def test_concurrent_completions_have_exactly_one_winner(h: Harness) -> None:
+    h.register(definition([Approve(), Set("done")], [Edge("approve", "done")]))
+    instance = await h.engine.start_workflow("wf")
+    results = await asyncio.gather(
+        *(h.engine.complete_human_task(instance.id, "approve", f"u{i}", {"who": i}) for i in range(20)),
+        return_exceptions=True,
+    )
+    winners = [r for r in results if not isinstance(r, Exception)]
+    assert len(winners) == 1
+    assert all(isinstance(r, InvalidTransitionError) for r in results if isinstance(r, Exception))
+    assert instance.status is WorkflowStatus.COMPLETED
+
+
+async def test_completing_an_unknown_step_is_a_clear_error(h: Harness) -> None:
+    h.register(definition([Approve(), Set("done")], [Edge("approve", "done")]))
+    instance = await h.engine.start_workflow("wf")
+    with pytest.raises(TaskNotFoundError) as info:
+        await h.engine.complete_human_task(instance.id, "done", "bob", {})
+    assert info.value.step_name == "done" and info.value.instance_id == instance.id
+
+
+# --- parallel branches and joins -------------------------------------------------------------------
+
+
+class Meet(BaseMachineStep):
+    """Both branches must be running at once to get past the barrier (proves concurrency)."""
+
+    def __init__(self, name: str, barrier: asyncio.Barrier) -> None:
+        super().__init__(name)
+        self.barrier = barrier
+
+    async def execute(self, context: WorkflowContext) -> None:
+        async with asyncio.timeout(2):
+            await self.barrier.wait()
+        context.set(self.name, True)
+
+
+async def test_concurrent_branches_writing_one_key_last_completion_wins(h: Harness) -> None:
+    steps = [Set("start"), Set("left", key="shared", value="L"), Set("right", key="shared", value="R"), Set("end")]
+    edges = [Edge("start", "left"), Edge("start", "right"), Edge("left", "end"), Edge("right", "end")]
+    h.register(definition(steps, edges))
+    instance = await h.engine.start_workflow("wf")
+    finished = [r.step_name for r in instance.step_history if r.step_name in ("left", "right")]
+    assert instance.context.get("shared") == {"left": "L", "right": "R"}[finished[-1]]
+
+
+async def test_unconditional_fan_out_runs_branches_concurrently_and_joins(h: Harness) -> None:
+    barrier = asyncio.Barrier(3)
+    steps = [Set("start"), Meet("email", barrier), Meet("slack", barrier), Meet("sms", barrier), Set("complete")]
+    edges = [Edge("start", b) for b in ("email", "slack", "sms")] + [
+        Edge(b, "complete") for b in ("email", "slack", "sms")
+    ]
+    h.register(definition(steps, edges))
+    instance = await h.engine.start_workflow("wf")
+    assert instance.status is WorkflowStatus.COMPLETED, instance.error
+    assert all(instance.context.get(b) for b in ("email", "slack", "sms"))
+    assert [name for name, _ in history(instance)].count("complete") == 1
+    assert history(instance)[-1] == ("complete", "succeeded")
+
+
+async def test_join_waits_for_a_branch_that_waits_on_a_human(h: Harness) -> None:
+    steps = [Set("start"), Set("auto"), Approve(), Set("join")]
+    edges = [Edge("start", "auto"), Edge("start", "approve"), Edge("auto", "join"), Edge("approve", "join")]
+    h.register(definition(steps, edges))
+    instance = await h.engine.start_workflow("wf")
+    assert instance.status is WorkflowStatus.WAITING
+    assert instance.current_steps == ["approve"]
+    assert instance.context.get("auto") is True and instance.context.get("join") is None
+    await h.engine.complete_human_task(instance.id, "approve", "bob", {"ok": 1})
+    assert instance.status is WorkflowStatus.COMPLETED
+    assert instance.context.get("join") is True
+
+
+async def test_join_does_not_deadlock_when_a_conditional_branch_is_not_taken(h: Harness) -> None:
+    steps = [Set("start"), Set("big"), Set("audit"), Set("small"), Set("join")]
+    edges = [
+        Edge("start", "big", condition="context.get('amount') > 100"),
+        Edge("start", "small", condition="context.get('amount') <= 100"),
+        Edge("big", "audit"),
+        Edge("audit", "join"),
+        Edge("small", "join"),
+    ]
+    h.register(definition(steps, edges))
+    instance = await h.engine.start_workflow("wf", initial_data={"amount": 5})
+    assert instance.status is WorkflowStatus.COMPLETED, instance.error
+    assert instance.context.get("trail") == ["start", "small", "join"]
+    skipped = {name for name, status in history(instance) if status == "skipped"}
+    assert skipped == {"big", "audit"}
+
+
+async def test_conditional_edges_follow_every_matching_condition(h: Harness) -> None:
+    steps = [Set("review"), Set("notify"), Set("archive"), Set("reject"), Set("end")]
+    edges = [
+        Edge("review", "notify", condition="context.get('score') >= 50"),
+        Edge("review", "archive", condition="context.get('score') >= 80"),
+        Edge("review", "reject", condition="context.get('score') < 50"),
+        Edge("notify", "end"),
+        Edge("archive", "end"),
+        Edge("reject", "end"),
+    ]
+    h.register(definition(steps, edges))
+    instance = await h.engine.start_workflow("wf", initial_data={"score": 90})
+    assert instance.status is WorkflowStatus.COMPLETED
+    assert instance.context.get("notify") and instance.context.get("archive")
+    assert instance.context.get("reject") is None
+    assert [name for name, status in history(instance) if status == "succeeded"].count("end") == 1
+    low = await h.engine.start_workflow("wf", initial_data={"score": 10})
+    assert low.context.get("trail") == ["review", "reject", "end"]
+
+
+async def test_no_matching_condition_fails_clearly(h: Harness) -> None:
+    steps = [Set("review"), Set("approve"), Set("reject")]
+    edges = [
+        Edge("review", "approve", condition="context.get('score') >= 80"),
+        Edge("review", "reject", condition="context.get('score') < 50"),
+    ]
+    h.register(definition(steps, edges))
+    instance = await h.engine.start_workflow("wf", initial_data={"score": 60})
+    assert instance.status is WorkflowStatus.FAILED
+    assert instance.failed_step == "review"
+    assert "NoPathError" in (instance.error or "")
+    assert "WorkflowFailed" in h.event_types()
+
+
+async def test_condition_type_error_fails_without_echoing_values(h: Harness) -> None:
+    steps = [Set("review"), Set("approve"), Set("reject")]
+    edges = [
+        Edge("review", "approve", condition="context.get('score') >= 80"),
+        Edge("review", "reject", condition="context.get('score') < 80"),
+    ]
+    h.register(definition(steps, edges))
+    instance = await h.engine.start_workflow("wf", initial_data={"score": "s3cr3t-value"})
+    assert instance.status is WorkflowStatus.FAILED
+    assert "ConditionEvaluationError" in (instance.error or "")
+    assert "s3cr3t-value" not in (instance.error or "")
+
+
+async def test_exclusive_gateway_takes_first_match_or_default(h: Harness) -> None:
+    steps = [GatewayStep("route"), Set("vp"), Set("manager"), Set("auto")]
+    edges = [
+        Edge("route", "vp", condition="context.get('amount') > 5000"),
+        Edge("route", "manager", condition="context.get('amount') > 100"),
+        Edge("route", "auto", default=True),
+    ]
+    h.register(definition(steps, edges))
+    for amount, taken in ((9000, "vp"), (500, "manager"), (5, "auto")):
+        instance = await h.engine.start_workflow("wf", initial_data={"amount": amount})
+        assert instance.status is WorkflowStatus.COMPLETED
+        assert [n for n, s in history(instance) if s == "succeeded"] == ["route", taken]
+
+
+async def test_inclusive_gateway_takes_every_match(h: Harness) -> None:
+    steps = [GatewayStep("route", mode=GatewayMode.INCLUSIVE), Set("a"), Set("b"), Set("none"), Set("end")]
+    edges = [
+        Edge("route", "a", condition="context.get('x') > 1"),
+        Edge("route", "b", condition="context.get('x') > 2"),
+        Edge("route", "none", default=True),
+        Edge("a", "end"),
+        Edge("b", "end"),
+        Edge("none", "end"),
+    ]
+    h.register(definition(steps, edges))
+    instance = await h.engine.start_workflow("wf", initial_data={"x": 3})
+    assert instance.context.get("a") and instance.context.get("b") and instance.context.get("end")
+    assert instance.context.get("none") is None
+    fallback = await h.engine.start_workflow("wf", initial_data={"x": 0})
+    assert fallback.context.get("trail") == ["none", "end"]
+
+
+async def test_python_callable_conditions(h: Harness) -> None:
+    steps = [Set("a"), Set("yes"), Set("no")]
+    edges = [
+        Edge("a", "yes", condition=lambda ctx: ctx.get("flag") is True),
+        Edge("a", "no", condition=lambda ctx: ctx.get("flag") is not True),
+    ]
+    h.register(definition(steps, edges))
+    instance = await h.engine.start_workflow("wf", initial_data={"flag": True})
+    assert instance.context.get("trail") == ["a", "yes"]
+
+
+# --- loops, the transition cap ---------------------------------------------------------------------
+
+
+class Count(BaseMachineStep):
+    async def execute(self, context: WorkflowContext) -> None:
+        context.set("n", context.get("n", 0) + 1)
+
+
+async def test_loop_with_exit_runs_until_condition(h: Harness) -> None:
+    steps = [Count("count"), Set("done")]
+    edges = [
+        Edge("count", "count", condition="context.get('n') < 5"),
+        Edge("count", "done", condition="context.get('n') >= 5"),
+    ]
+    h.register(definition(steps, edges))
+    instance = await h.engine.start_workflow("wf")
+    assert instance.status is WorkflowStatus.COMPLETED
+    assert instance.context.get("n") == 5
+
+
+async def test_transition_cap_ends_an_endless_loop() -> None:
+    h = Harness()
+    h.registry = WorkflowRegistry(limits=EngineLimits(max_transitions=50))
+    h.engine.registry = h.registry
+    steps = [Count("count"), Set("done")]
+    edges = [
+        Edge("count", "count", condition="context.get('n') > 0"),
+        Edge("count", "done", condition="context.get('n') < 0"),
+    ]
+    h.register(definition(steps, edges))
+    instance = await h.engine.start_workflow("wf")
+    assert instance.status is WorkflowStatus.FAILED
+    assert "exceeded 50 transitions" in (instance.error or "")
+    assert instance.context.get("n") == 50
+
+
+# --- failure, retry policy, timeout, hooks, guards -------------------------------------------------
+
+
+async def test_failure_after_retries_fails_with_error_and_context_preserved(h: Harness) -> None:
+    boom = Boom("charge", retry_policy=RetryPolicy(max_attempts=3, initial_interval=timedelta(seconds=10)))
+    h.register(definition([Set("a"), boom, Set("z")], [Edge("a", "charge"), Edge("charge", "z")]))
+    instance = await h.engine.start_workflow("wf", initial_data={"keep": 1})
+    assert instance.status is WorkflowStatus.RUNNING  # waiting out the backoff
+    assert boom.runs == 1
+    await h.advance(seconds=9)
+    assert boom.runs == 1
+    await h.advance(seconds=1)
+    assert boom.runs == 2
+    await h.advance(seconds=20)  # the second wait doubles
+    assert boom.runs == 3
+    assert instance.status is WorkflowStatus.FAILED
+    assert instance.failed_step == "charge"
+    assert "RuntimeError: boom #3" in (instance.error or "")
+    assert instance.context.data == {"keep": 1, "a": True, "trail": ["a"]}  # failed attempts left nothing
+    assert [(r.attempt, r.status) for r in instance.step_history if r.step_name == "charge"] == [
+        (1, StepStatus.FAILED),
+        (2, StepStatus.FAILED),
+        (3, StepStatus.FAILED),
+    ]
+
+
+async def test_retry_policy_recovers(h: Harness) -> None:
+    boom = Boom("flaky", failures=2, retry_policy=RetryPolicy(max_attempts=3, initial_interval=timedelta(0)))
+    h.register(definition([boom, Set("z")], [Edge("flaky", "z")]))
+    instance = await h.engine.start_workflow("wf")
+    assert instance.status is WorkflowStatus.COMPLETED
+    assert boom.runs == 3 and instance.context.get("flaky") == "ok"
+
+
+async def test_non_retryable_errors_fail_at_once(h: Harness) -> None:
+    policy = RetryPolicy(
+        max_attempts=5, initial_interval=timedelta(0), non_retryable_errors=frozenset({"RuntimeError"})
+    )
+    boom = Boom("x", retry_policy=policy)
+    h.register(definition([boom, Set("z")], [Edge("x", "z")]))
+    instance = await h.engine.start_workflow("wf")
+    assert instance.status is WorkflowStatus.FAILED and boom.runs == 1
+
+
+def test_retry_policy_backoff_is_data() -> None:
+    policy = RetryPolicy(max_attempts=5, initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=5))
+    assert [policy.delay_after(n).total_seconds() for n in range(1, 6)] == [1, 2, 4, 5, 5]
+    with pytest.raises(AttributeError):
+        policy.max_attempts = 2  # type: ignore[misc]
+
+
+class Slow(BaseMachineStep):
+    timeout = timedelta(milliseconds=20)
+
+    async def execute(self, context: WorkflowContext) -> None:
+        await asyncio.sleep(5)
+
+
+async def test_step_timeout_counts_as_a_failure(h: Harness) -> None:
+    h.register(definition([Slow("slow"), Set("z")], [Edge("slow", "z")]))
+    instance = await h.engine.start_workflow("wf")
+    assert instance.status is WorkflowStatus.FAILED
+    assert "StepTimeoutError" in (instance.error or "")
+
+
+class Hooked(BaseMachineStep):
+    def __init__(self, name: str, fail: bool) -> None:
+        super().__init__(name)
+        self.fail = fail
+        self.calls: list[tuple[str, Any]] = []
+
+    async def execute(self, context: WorkflowContext) -> str:
+        if self.fail:
+            raise ValueError("nope")
+        return "result"
+
+    async def on_success(self, context: WorkflowContext, result: Any) -> None:
+        self.calls.append(("success", result))
+
+    async def on_failure(self, context: WorkflowContext, error: Exception) -> None:
+        self.calls.append(("failure", type(error).__name__))
+
+
+async def test_hooks_are_called(h: Harness) -> None:
+    good, bad = Hooked("good", fail=False), Hooked("bad", fail=True)
+    h.register(definition([good, bad, Set("z")], [Edge("good", "bad"), Edge("bad", "z")]))
+    instance = await h.engine.start_workflow("wf")
+    assert good.calls == [("success", "result")]
+    assert bad.calls == [("failure", "ValueError")]
+    assert instance.step_history[0].result == "result"
+
+
+class Guarded(Set):
+    async def can_execute(self, context: WorkflowContext) -> bool:
+        return bool(context.get("allowed"))
+
+
+async def test_false_guard_skips_the_step_and_goes_on(h: Harness) -> None:
+    h.register(definition([Set("a"), Guarded("guarded"), Set("z")], [Edge("a", "guarded"), Edge("guarded", "z")]))
+    instance = await h.engine.start_workflow("wf", initial_data={"allowed": False})
+    assert instance.status is WorkflowStatus.COMPLETED
+    assert instance.context.get("trail") == ["a", "z"]
+    assert ("guarded", "skipped") in history(instance)
+    allowed = await h.engine.start_workflow("wf", initial_data={"allowed": True})
+    assert allowed.context.get("trail") == ["a", "guarded", "z"]
+
+
+# --- cancel and retry ------------------------------------------------------------------------------
+
+
+async def test_cancel_closes_tasks_and_cannot_repeat(h: Harness) -> None:
+    h.register(definition([Approve(), Set("done")], [Edge("approve", "done")]))
+    instance = await h.engine.start_workflow("wf")
+    await h.engine.cancel_workflow(instance.id, reason="Customer requested cancellation")
+    assert instance.status is WorkflowStatus.CANCELED
+    assert await h.engine.get_pending_tasks() == []
+    (task,) = await h.engine.persistence.list_tasks(instance_id=instance.id)
+    assert task.status is TaskStatus.CANCELED
+    with pytest.raises(InvalidTransitionError):
+        await h.engine.cancel_workflow(instance.id, reason="again")
+    with pytest.raises(InvalidTransitionError):
+        await h.engine.complete_human_task(instance.id, "approve", "bob", {})
+    canceled = h.bus.of_type(type(h.bus.events[-1]))[-1]
+    assert canceled.type == "WorkflowCanceled" and canceled.reason == "Customer requested cancellation"  # type: ignore[attr-defined]
+
+
+async def test_retry_from_the_failed_step(h: Harness) -> None:
+    boom = Boom("charge", failures=1)
+    h.register(definition([Set("a"), boom, Set("z")], [Edge("a", "charge"), Edge("charge", "z")]))
+    instance = await h.engine.start_workflow("wf")
+    assert instance.status is WorkflowStatus.FAILED
+    await h.engine.retry(instance.id)
+    assert instance.status is WorkflowStatus.COMPLETED
+    assert instance.context.get("trail") == ["a", "z"]
+    assert instance.error is None
+
+
+async def test_retry_from_a_named_step_and_only_when_failed(h: Harness) -> None:
+    boom = Boom("charge", failures=1)
+    h.register(definition([Set("a"), boom, Set("z")], [Edge("a", "charge"), Edge("charge", "z")]))
+    instance = await h.engine.start_workflow("wf")
+    await h.engine.retry(instance.id, from_step="a")
+    assert instance.status is WorkflowStatus.COMPLETED
+    assert instance.context.get("trail") == ["a", "a", "z"]
+    with pytest.raises(InvalidTransitionError, match="only failed instances"):
+        await h.engine.retry(instance.id)
+
+
+async def test_retry_from_unknown_step_is_refused(h: Harness) -> None:
+    h.register(definition([Boom("x"), Set("z")], [Edge("x", "z")]))
+    instance = await h.engine.start_workflow("wf")
+    with pytest.raises(InvalidTransitionError, match="unknown step"):
+        await h.engine.retry(instance.id, from_step="nope")
+
+
+# --- timers and webhooks ---------------------------------------------------------------------------
+
+
+async def test_timer_fires_from_the_injected_clock(h: Harness) -> None:
+    steps = [Set("a"), TimerStep("wait", duration=timedelta(hours=1)), Set("z")]
+    h.register(definition(steps, [Edge("a", "wait"), Edge("wait", "z")]))
+    instance = await h.engine.start_workflow("wf")
+    assert instance.status is WorkflowStatus.WAITING and instance.current_step == "wait"
+    await h.advance(minutes=59)
+    assert instance.status is WorkflowStatus.WAITING
+    await h.advance(minutes=1)
+    assert instance.status is WorkflowStatus.COMPLETED
+
+
+async def test_timer_until_a_time(h: Harness) -> None:
+    until = h.clock.now() + timedelta(days=3)
+    h.register(definition([TimerStep("wait", until=until), Set("z")], [Edge("wait", "z")]))
+    instance = await h.engine.start_workflow("wf")
+    await h.advance(days=2)
+    assert instance.status is WorkflowStatus.WAITING
+    await h.advance(days=1)
+    assert instance.status is WorkflowStatus.COMPLETED
+
+
+async def test_cancel_calls_off_a_timer(h: Harness) -> None:
+    h.register(definition([TimerStep("wait", duration=timedelta(hours=1)), Set("z")], [Edge("wait", "z")]))
+    instance = await h.engine.start_workflow("wf")
+    await h.engine.cancel_workflow(instance.id, "stop")
+    assert h.clock.pending == 0
+    await h.advance(hours=2)
+    assert instance.status is WorkflowStatus.CANCELED
+
+
+async def test_webhook_step_waits_for_the_callback(h: Harness) -> None:
+    hook = WebhookStep("payment", result_key="payment", timeout=timedelta(hours=1))
+    h.register(definition([hook, Set("z")], [Edge("payment", "z")]))
+    instance = await h.engine.start_workflow("wf")
+    assert instance.status is WorkflowStatus.WAITING
+    await h.engine.receive_callback(instance.id, "payment", {"paid": True})
+    assert instance.status is WorkflowStatus.COMPLETED
+    assert instance.context.get("payment") == {"paid": True}
+    with pytest.raises(InvalidTransitionError):
+        await h.engine.receive_callback(instance.id, "payment", {"paid": True})
+
+
+async def test_webhook_timeout_fails_the_instance(h: Harness) -> None:
+    h.register(definition([WebhookStep("payment", timeout=timedelta(hours=1)), Set("z")], [Edge("payment", "z")]))
+    instance = await h.engine.start_workflow("wf")
+    await h.advance(hours=1)
+    assert instance.status is WorkflowStatus.FAILED
+    assert "StepTimeoutError" in (instance.error or "")
+
+
+# --- groups ----------------------------------------------------------------------------------------
+
+
+async def test_groups_work_wherever_a_step_does(h: Harness) -> None:
+    sequential = SequentialGroup(Set("v1"), Set("v2"), name="validate")
+    parallel = ParallelGroup(Set("p1", key="p1"), Set("p2", key="p2"), name="fanout")
+    conditional = ConditionalGroup("context.get('amount') > 100", Set("big"), Set("small"), name="size")
+    steps = [sequential, parallel, conditional]
+    h.register(definition(steps, [Edge("validate", "fanout"), Edge("fanout", "size")]))
+    instance = await h.engine.start_workflow("wf", initial_data={"amount": 500})
+    assert instance.status is WorkflowStatus.COMPLETED, instance.error
+    data = instance.context.data
+    assert data["v1"] and data["v2"] and data["p1"] and data["p2"] and data["big"]
+    assert "small" not in data
+    assert [r.step_name for r in instance.step_history] == ["validate", "fanout", "size"]
+
+
+def test_groups_refuse_waiting_steps() -> None:
+    from flowdeck_engine import ValidationError
+
+    with pytest.raises(ValidationError, match="human"):
+        SequentialGroup(Set("a"), Approve(), name="bad")
+
+
+# --- versions --------------------------------------------------------------------------------------
+
+
+async def test_running_instances_stay_on_their_version(h: Harness) -> None:
+    h.register(definition([Approve(), Set("v1")], [Edge("approve", "v1")], version="1.0.0"))
+    old = await h.engine.start_workflow("wf")
+    h.register(definition([Approve(), Set("v2")], [Edge("approve", "v2")], version="1.1.0"))
+    new = await h.engine.start_workflow("wf")
+    assert (old.workflow_version, new.workflow_version) == ("1.0.0", "1.1.0")
+    await h.engine.complete_human_task(old.id, "approve", "u", {})
+    await h.engine.complete_human_task(new.id, "approve", "u", {})
+    assert old.context.get("v1") is True and old.context.get("v2") is None
+    assert new.context.get("v2") is True
+    pinned = await h.engine.start_workflow("wf", version="1.0.0")
+    assert pinned.workflow_version == "1.0.0"
