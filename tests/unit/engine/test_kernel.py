@@ -108,3 +108,16 @@ def test_cancel_of_a_finished_instance_raises_without_change() -> None:
     with pytest.raises(InvalidTransitionError):
         k.apply(done, CancelRequested("late", T0))
     assert snapshot(done) == before
+
+
+def test_states_and_records_round_trip_through_json() -> None:
+    import json
+
+    from flowdeck_engine.codec import execution_from_json, execution_to_json, state_from_json, state_to_json
+
+    k = Kernel(definition([Set("a"), Review(), Set("b")], [Edge("a", "review"), Edge("review", "b")]))
+    t = k.apply(k.start(uuid4(), {"x": [1, {"y": None}]}, T0).state, StepSucceeded("a", 1, T0, T0, {"a": True}))
+    state = t.state
+    assert snapshot(state_from_json(json.loads(json.dumps(state_to_json(state))))) == snapshot(state)
+    record = t.commands[0].execution  # type: ignore[union-attr]
+    assert execution_from_json(json.loads(json.dumps(execution_to_json(record)))) == record

@@ -135,7 +135,11 @@ def events_for(
     *,
     tenant_id: str | None = None,
 ) -> list[WorkflowEvent]:
-    """The public events a transition amounts to (every engine emits the same ones)."""
+    """The public events a transition amounts to (every engine emits the same ones).
+
+    ``transition`` may merge several transitions (a chain of machine steps); ``before`` is the state
+    before the first of them (None for a start) and ``cause`` the event that began them.
+    """
     s = transition.state
     base: dict[str, Any] = {
         "instance_id": s.instance_id,

@@ -384,6 +384,8 @@ class Kernel:
                 ):
                     plan.then_run = target.name
         self._steps = steps
+        self.steps: dict[str, Step] = {name: plan.step for name, plan in steps.items()}
+        """The step objects by name."""
         self._handlers: dict[type, Callable[[InstanceState, Any], Transition]] = {
             StepSucceeded: self._on_succeeded,
             StepFailed: self._on_failed,
@@ -395,10 +397,6 @@ class Kernel:
             CancelRequested: self._on_cancel,
             RetryRequested: self._on_retry,
         }
-
-    def step(self, name: str) -> Step:
-        """The step object named ``name``."""
-        return self._steps[name].step
 
     def step_type(self, name: str) -> StepType:
         """The type of the step named ``name``."""

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import weakref
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from uuid import uuid4
 
@@ -39,7 +37,8 @@ from flowdeck_engine.memory import ClockDispatcher, InMemoryInstanceStore
 from flowdeck_engine.steps import BaseStep
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Mapping
+    from datetime import datetime
     from uuid import UUID
 
     from flowdeck_engine.clock import Clock
@@ -65,27 +64,18 @@ class _Calls(NamedTuple):
     on_success: bool
     on_failure: bool
     timeout: float | None
+    plain: bool
+    """Nothing around ``execute``: no timeout, no hooks."""
 
-
-_CALLS: weakref.WeakKeyDictionary[Any, _Calls] = weakref.WeakKeyDictionary()
-
-
-def _calls(step: Step) -> _Calls:
-    try:
-        return _CALLS[step]
-    except (KeyError, TypeError):
-        pass
-    cls = type(step)
-    timeout = getattr(step, "timeout", None)
-    calls = _Calls(
-        getattr(cls, "can_execute", None) is not BaseStep.can_execute,
-        getattr(cls, "on_success", None) is not BaseStep.on_success,
-        getattr(cls, "on_failure", None) is not BaseStep.on_failure,
-        timeout.total_seconds() if timeout is not None and step.step_type is not StepType.WEBHOOK else None,
-    )
-    with contextlib.suppress(TypeError):  # a step that cannot be weakly referenced is not cached
-        _CALLS[step] = calls
-    return calls
+    @classmethod
+    def of(cls, step: Step) -> _Calls:
+        kind = type(step)
+        timeout = getattr(step, "timeout", None)
+        seconds = timeout.total_seconds() if timeout is not None and step.step_type is not StepType.WEBHOOK else None
+        on_success = getattr(kind, "on_success", None) is not BaseStep.on_success
+        on_failure = getattr(kind, "on_failure", None) is not BaseStep.on_failure
+        guard = getattr(kind, "can_execute", None) is not BaseStep.can_execute
+        return cls(guard, on_success, on_failure, seconds, not (on_success or on_failure or seconds is not None))
 
 
 def _merge(transitions: list[Transition]) -> Transition:
@@ -96,10 +86,6 @@ def _merge(transitions: list[Transition]) -> Transition:
 def _still_due(active: dict[str, Any], run: RunStep) -> bool:
     activity = active.get(run.step)
     return activity is not None and activity.kind == "run" and activity.attempt == run.attempt
-
-
-def _count_runs(commands: Sequence[Any]) -> int:
-    return sum(1 for command in commands if type(command) is RunStep)
 
 
 class ExecutionEngine(Protocol):
@@ -154,6 +140,7 @@ class LocalExecutionEngine:
         self.event_bus = event_bus
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.dispatcher: Dispatcher = dispatcher if dispatcher is not None else ClockDispatcher(self.clock)
+        self._calls: dict[Step, _Calls] = {}
 
     # --- public API ------------------------------------------------------------------------------
 
@@ -204,7 +191,7 @@ class LocalExecutionEngine:
         instance, kernel = await self._load(instance_id)
         event = TaskCompleted(step_name, user_id, dict(data), self.clock.now())
         instance = await self._apply_and_drive(instance, kernel, event)
-        step = kernel.step(step_name)
+        step = kernel.steps[step_name]
         try:
             await step.on_success(instance.context.with_step(step_name), dict(data))
         except Exception:
@@ -303,9 +290,7 @@ class LocalExecutionEngine:
                 transitions = None
                 continue
             if self.event_bus is not None:
-                for event, transition in zip(events, transitions, strict=False):
-                    await self._emit(before, transition, event, instance)
-                    before = transition.state
+                await self._emit(before, merged, events[0], instance)
             ready = self._carry_out(instance, kernel, merged)
             if len(transitions) > 1:
                 active = merged.state.active
@@ -375,8 +360,9 @@ class LocalExecutionEngine:
         state = instance.state
         events: list[Event] = []
         transitions: list[Transition] = []
+        started = self.clock.now()
         while True:
-            event = await self._run(instance, kernel, run, state.data)
+            event = await self._run(instance, kernel, run, state.data, started)
             transition = kernel.apply(state, event)
             if transition.state is state:
                 break
@@ -385,23 +371,37 @@ class LocalExecutionEngine:
             state = transition.state
             commands = transition.commands
             nxt = commands[-1] if commands else None
-            if type(nxt) is not RunStep or nxt.not_before is not None or _count_runs(commands) != 1:
+            if type(nxt) is not RunStep or nxt.not_before is not None:
                 break
+            if len(commands) != 2 and sum(1 for c in commands if type(c) is RunStep) != 1:
+                break  # several steps are ready: _drive runs them concurrently
             run = nxt
+            started = transition.at
         return await self._commit(instance, kernel, events, transitions)
 
-    async def _run(self, instance: WorkflowInstance, kernel: Kernel, run: RunStep, before: dict[str, Any]) -> Event:
+    async def _run(
+        self,
+        instance: WorkflowInstance,
+        kernel: Kernel,
+        run: RunStep,
+        before: dict[str, Any],
+        started: datetime | None = None,
+    ) -> Event:
         """Run one attempt of a machine step on data ``before``; the outcome as a kernel event."""
         name = run.step
-        step = kernel.step(name)
-        calls = _calls(step)
+        step = kernel.steps[name]
+        calls = self._calls.get(step) or self._calls_of(step)
         context = instance.context.with_step(name, before)
         now = self.clock.now
-        started = now()
+        if started is None:
+            started = now()
         try:
             if calls.guard and not await step.can_execute(context):
                 return StepSkipped(name, run.attempt, now())
-            result = await self._execute(step, context, calls)
+            if calls.plain:
+                result = await step.execute(context)
+            else:
+                result = await self._execute(step, context, calls)
         except Exception as exc:
             return StepFailed(
                 name,
@@ -417,8 +417,12 @@ class LocalExecutionEngine:
         removed = tuple(k for k in before if k not in after) if len(after) < len(before) + len(updates) else ()
         return StepSucceeded(name, run.attempt, now(), started, updates, removed, result)
 
+    def _calls_of(self, step: Step) -> _Calls:
+        calls = self._calls[step] = _Calls.of(step)
+        return calls
+
     async def _execute(self, step: Step, context: WorkflowContext, calls: _Calls | None = None) -> Any:
-        calls = calls or _calls(step)
+        calls = calls or self._calls.get(step) or self._calls_of(step)
         try:
             if calls.timeout is not None:
                 scope = asyncio.timeout(calls.timeout)
