@@ -559,3 +559,96 @@ async def test_running_instances_stay_on_their_version(h: Harness) -> None:
     assert new.context.get("v2") is True
     pinned = await h.engine.start_workflow("wf", version="1.0.0")
     assert pinned.workflow_version == "1.0.0"
+
+
+# --- escalation and on_timeout edges ---------------------------------------------------------------
+
+
+async def test_escalation_reassigns_to_a_group_once(h: Harness) -> None:
+    from flowdeck_engine import Escalation
+
+    class Review(BaseHumanStep):
+        name = "review"
+        assignee = "alice"
+        escalation = Escalation(after=timedelta(hours=4), reassign_to=("leads",))
+
+    h.register(definition([Review(), Set("done")], [Edge("review", "done")]))
+    instance = await h.engine.start_workflow("wf")
+    (task,) = await h.engine.get_pending_tasks()
+    assert task.is_for("alice") and not task.is_for("bob", {"leads"})
+    await h.advance(hours=4)
+    assert (task.assignee, task.candidate_groups) == (None, ("leads",))
+    assert task.is_for("bob", {"leads"})
+    assert "HumanTaskReassigned" in h.event_types()
+    await h.advance(hours=8)
+    assert h.event_types().count("HumanTaskReassigned") == 1
+    await h.engine.complete_human_task(instance.id, "review", "bob", {"ok": True})
+    assert instance.status is WorkflowStatus.COMPLETED
+
+
+async def test_escalation_takes_the_on_timeout_edge(h: Harness) -> None:
+    from flowdeck_engine import Escalation
+
+    class Review(BaseHumanStep):
+        name = "review"
+        escalation = Escalation(after=timedelta(days=1))
+
+    steps = [Review(), Set("approved"), Set("escalated"), Set("end")]
+    edges = [
+        Edge("review", "approved"),
+        Edge("review", "escalated", on_timeout=True),
+        Edge("approved", "end"),
+        Edge("escalated", "end"),
+    ]
+    h.register(definition(steps, edges))
+    late = await h.engine.start_workflow("wf")
+    await h.advance(days=1)
+    assert late.status is WorkflowStatus.COMPLETED, late.error
+    assert late.context.get("escalated") is True and late.context.get("approved") is None
+    assert ("review", "canceled") in history(late)
+    (task,) = await h.engine.persistence.list_tasks(instance_id=late.id)
+    assert task.status is TaskStatus.CANCELED
+    on_time = await h.engine.start_workflow("wf")
+    await h.engine.complete_human_task(on_time.id, "review", "bob", {})
+    assert on_time.context.get("approved") is True and on_time.context.get("escalated") is None
+    await h.advance(days=2)  # the escalation wake-up of a completed task changes nothing
+    assert on_time.status is WorkflowStatus.COMPLETED
+    assert [n for n, s in history(on_time)].count("end") == 1
+
+
+async def test_webhook_timeout_takes_the_on_timeout_edge(h: Harness) -> None:
+    steps = [WebhookStep("payment", timeout=timedelta(hours=1)), Set("paid"), Set("remind")]
+    edges = [Edge("payment", "paid"), Edge("payment", "remind", on_timeout=True)]
+    h.register(definition(steps, edges))
+    instance = await h.engine.start_workflow("wf")
+    await h.advance(hours=1)
+    assert instance.status is WorkflowStatus.COMPLETED
+    assert instance.context.get("remind") is True and instance.context.get("paid") is None
+
+
+def test_on_timeout_edges_need_a_deadline() -> None:
+    from flowdeck_engine import Escalation, ValidationError
+
+    class Review(BaseHumanStep):
+        name = "review"
+        escalation = Escalation(after=timedelta(days=1))
+
+    with pytest.raises(ValidationError) as info:
+        WorkflowRegistry().register_definition(
+            definition([Set("a"), Set("b")], [Edge("a", "b"), Edge("a", "b", on_timeout=True)])
+        )
+    assert "edge.timeout_without_deadline" in {p.code for p in info.value.problems}
+    with pytest.raises(ValidationError) as info:
+        WorkflowRegistry().register_definition(definition([Review(), Set("b")], [Edge("review", "b")]))
+    assert "step.escalation_without_edge" in {p.code for p in info.value.problems}
+
+
+async def test_an_awaits_callback_machine_step_waits_like_a_webhook(h: Harness) -> None:
+    class ExternalJob(BaseMachineStep):
+        awaits_callback = True
+
+    h.register(definition([ExternalJob("render"), Set("z")], [Edge("render", "z")]))
+    instance = await h.engine.start_workflow("wf")
+    assert instance.status is WorkflowStatus.WAITING and instance.current_step == "render"
+    await h.engine.receive_callback(instance.id, "render", {"url": "https://x"})
+    assert instance.status is WorkflowStatus.COMPLETED and instance.context.get("url") == "https://x"

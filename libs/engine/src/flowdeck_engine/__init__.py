@@ -16,6 +16,7 @@ from flowdeck_engine.events import (
     EventBus,
     HumanTaskCompleted,
     HumanTaskCreated,
+    HumanTaskReassigned,
     InMemoryEventBus,
     StepExecuted,
     WorkflowCanceled,
@@ -48,7 +49,7 @@ from flowdeck_engine.instance import HumanTask, WorkflowInstance
 from flowdeck_engine.kernel import InstanceState, Kernel, Transition
 from flowdeck_engine.local import ExecutionEngine, LocalExecutionEngine
 from flowdeck_engine.memory import ClockDispatcher, InMemoryInstanceStore
-from flowdeck_engine.policies import EngineLimits, RetryPolicy
+from flowdeck_engine.policies import EngineLimits, Escalation, RetryPolicy
 from flowdeck_engine.ports import Dispatcher, InstanceStore
 from flowdeck_engine.registry import WorkflowRegistry
 from flowdeck_engine.steps import (
@@ -79,6 +80,7 @@ __all__ = [
     "DuplicateDefinitionError",
     "Edge",
     "EngineLimits",
+    "Escalation",
     "EventBus",
     "ExecutionEngine",
     "FakeClock",
@@ -88,6 +90,7 @@ __all__ = [
     "HumanTask",
     "HumanTaskCompleted",
     "HumanTaskCreated",
+    "HumanTaskReassigned",
     "InMemoryEventBus",
     "InMemoryInstanceStore",
     "InstanceNotFoundError",

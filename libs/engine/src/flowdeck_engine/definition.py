@@ -30,7 +30,8 @@ class Edge:
     ``condition`` is an expression in the safe condition language
     (``"context.get('score') >= 80"``) or, in Python-defined workflows, a callable taking the
     :class:`WorkflowContext`. An edge with ``default=True`` is taken only when no other outgoing
-    edge of its source matches.
+    edge of its source matches. An edge with ``on_timeout=True`` is taken only when its source
+    (a human step's escalation, or a webhook step's wait) times out, and never otherwise.
     """
 
     source: str
@@ -38,6 +39,7 @@ class Edge:
     condition: str | Callable[[WorkflowContext], bool] | None = None
     _: KW_ONLY
     default: bool = False
+    on_timeout: bool = False
 
 
 @dataclass(eq=False)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from flowdeck_engine.enums import StepStatus, StepType, WorkflowStatus
-from flowdeck_engine.kernel import OpenTask, RecordStep, TaskCompleted
+from flowdeck_engine.kernel import OpenTask, ReassignTask, RecordStep, TaskCompleted
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -82,6 +82,15 @@ class HumanTaskCreated(WorkflowEvent):
     assignee: str | None
     candidate_groups: tuple[str, ...]
     due_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HumanTaskReassigned(WorkflowEvent):
+    """An open human task was reassigned (by its escalation, or by someone)."""
+
+    step_name: str
+    assignee: str | None
+    candidate_groups: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -177,6 +186,16 @@ def events_for(
                     assignee=command.assignee,
                     candidate_groups=command.candidate_groups,
                     due_at=command.due_at,
+                )
+            )
+        elif isinstance(command, ReassignTask):
+            out.append(
+                HumanTaskReassigned(
+                    **base,
+                    timestamp=at,
+                    step_name=command.step,
+                    assignee=command.assignee,
+                    candidate_groups=command.candidate_groups,
                 )
             )
     if s.status.is_final and (before is None or before.status is not s.status):

@@ -145,8 +145,28 @@ class WorkflowGraph:
                 problems.append(
                     GraphProblem("terminal.has_edges", f"terminal step {name!r} has outgoing edges", f"steps/{name}")
                 )
+        for i, edge in enumerate(d.edges):
+            source = d.steps.get(edge.source)
+            if edge.on_timeout and source is not None and not _can_time_out(source):
+                problems.append(
+                    GraphProblem(
+                        "edge.timeout_without_deadline",
+                        f"on_timeout edge from {edge.source!r}, which has no escalation or timeout",
+                        f"edges/{i}",
+                    )
+                )
+        for name, step in d.steps.items():
+            escalation = getattr(step, "escalation", None)
+            if escalation is not None and not escalation.reassign_to and not any(e.on_timeout for e in self._out[name]):
+                problems.append(
+                    GraphProblem(
+                        "step.escalation_without_edge",
+                        f"step {name!r} escalates to its on_timeout edge but has none",
+                        f"steps/{name}",
+                    )
+                )
         for name, edges in self._out.items():
-            if name in d.steps and not edges and name not in d.terminal_steps:
+            if name in d.steps and not any(not e.on_timeout for e in edges) and name not in d.terminal_steps:
                 problems.append(
                     GraphProblem(
                         "step.dead_end",
@@ -198,8 +218,10 @@ class WorkflowGraph:
             left, right = _SHAPES.get(step.step_type, ("[", "]"))
             lines.append(f"    {_node_id(name)}{left}{_label(name)}{right}")
         for edge in d.edges:
-            arrow = "-.->" if edge.default else "-->"
+            arrow = "-.->" if edge.default or edge.on_timeout else "-->"
             label = edge.condition if isinstance(edge.condition, str) else ("condition" if edge.condition else None)
+            if edge.on_timeout:
+                label = f"on timeout: {label}" if label else "on timeout"
             text = f"|{_label(label)}|" if label else ""
             lines.append(f"    {_node_id(edge.source)} {arrow}{text} {_node_id(edge.target)}")
         marks = (
@@ -224,6 +246,12 @@ def _walk(start: Iterable[str], neighbours: Callable[[str], list[str]]) -> set[s
                 seen.add(nxt)
                 todo.append(nxt)
     return seen
+
+
+def _can_time_out(step: object) -> bool:
+    if getattr(step, "escalation", None) is not None:
+        return True
+    return bool(getattr(step, "awaits_callback", False) and getattr(step, "timeout", None))
 
 
 def _condition_problems(source: str, path: str) -> list[GraphProblem]:

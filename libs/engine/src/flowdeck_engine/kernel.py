@@ -186,7 +186,7 @@ class CallbackReceived:
 
 @dataclass(slots=True)
 class WaitTimedOut:
-    """A webhook step's wait passed its timeout."""
+    """A waiting step's deadline passed: a webhook's timeout, or a human task's escalation."""
 
     step: str
     at: datetime
@@ -245,6 +245,17 @@ class OpenTask:
     candidate_groups: tuple[str, ...]
     due_at: datetime | None
     reminder_at: datetime | None
+    escalate_at: datetime | None = None
+    """Deliver :class:`WaitTimedOut` for ``step`` at this time (its escalation)."""
+
+
+@dataclass(slots=True)
+class ReassignTask:
+    """The open task of ``step`` now belongs to ``assignee`` / ``candidate_groups``."""
+
+    step: str
+    assignee: str | None
+    candidate_groups: tuple[str, ...]
 
 
 @dataclass(slots=True)
@@ -278,7 +289,7 @@ class RecordStep:
     execution: StepExecution
 
 
-Command = RunStep | OpenTask | StartTimer | AwaitCallback | CloseWait | RecordStep
+Command = RunStep | OpenTask | ReassignTask | StartTimer | AwaitCallback | CloseWait | RecordStep
 
 
 @dataclass(slots=True)
@@ -299,6 +310,7 @@ class _EdgePlan:
     test: Callable[[InstanceState], bool] | None
     default: bool
     back: bool
+    on_timeout: bool = False
 
 
 @dataclass(slots=True)
@@ -351,7 +363,7 @@ class Kernel:
             steps[name] = _StepPlan(
                 name,
                 step,
-                _KIND[step.step_type],
+                CALLBACK if getattr(step, "awaits_callback", False) else _KIND[step.step_type],
                 step.step_type,
                 getattr(step, "retry_policy", None) or NO_RETRY,
                 name in definition.terminal_steps,
@@ -367,7 +379,7 @@ class Kernel:
                 if isinstance(cond, str)
                 else _callable_test(definition.id, cond)
             )
-            outs[edge.source].append(_EdgePlan(edge.target, test, edge.default, i in back))
+            outs[edge.source].append(_EdgePlan(edge.target, test, edge.default, i in back, edge.on_timeout))
             if i not in back:
                 steps[edge.target].forward_in += 1
         for name, plan in steps.items():
@@ -379,6 +391,7 @@ class Kernel:
                 if (
                     only.test is None
                     and not only.default
+                    and not only.on_timeout
                     and target.kind == RUN
                     and (only.back or target.forward_in == 1)
                 ):
@@ -553,16 +566,33 @@ class Kernel:
 
     def _on_timed_out(self, state: InstanceState, e: WaitTimedOut) -> Transition:
         act = state.active.get(e.step)
-        if act is None or act.kind != CALLBACK or state.status.is_final:
+        if act is None or act.kind not in (TASK, CALLBACK) or act.attempt != 1 or state.status in _FINAL:
+            return Transition(state, (), e.at)
+        plan = self._steps[e.step]
+        escalation = getattr(plan.step, "escalation", None) if act.kind == TASK else None
+        if act.kind == TASK and escalation is None:
             return Transition(state, (), e.at)
         s = state.copy()
+        commands: list[Command] = []
+        if escalation is not None and escalation.reassign_to:
+            s.active[e.step] = Activity(TASK, 2, act.due_at)  # escalated once: a late duplicate is stale
+            commands.append(ReassignTask(e.step, None, tuple(escalation.reassign_to)))
+            return self._settle(s, e.at, commands)
         del s.active[e.step]
-        plan = self._steps[e.step]
-        error = "StepTimeoutError: no callback arrived before the timeout"
-        commands: list[Command] = [
-            RecordStep(StepExecution(e.step, plan.step_type, StepStatus.FAILED, e.at, e.at, 1, error=error))
-        ]
-        self._fail(s, e.step, error, e.at, commands)
+        if act.kind == TASK:
+            commands.append(CloseWait(e.step, TASK))
+        if any(edge.on_timeout for edge in plan.out):
+            error = "timed out: took the on_timeout edge"
+            commands.append(
+                RecordStep(StepExecution(e.step, plan.step_type, StepStatus.CANCELED, e.at, e.at, 1, error=error))
+            )
+            self._leave(s, plan, e.at, commands, timed_out=True)
+        else:
+            error = "StepTimeoutError: no callback arrived before the timeout"
+            commands.append(
+                RecordStep(StepExecution(e.step, plan.step_type, StepStatus.FAILED, e.at, e.at, 1, error=error))
+            )
+            self._fail(s, e.step, error, e.at, commands)
         return self._settle(s, e.at, commands)
 
     def _on_cancel(self, state: InstanceState, e: CancelRequested) -> Transition:
@@ -598,17 +628,23 @@ class Kernel:
 
     # --- moving on ---------------------------------------------------------------------------------
 
-    def _leave(self, s: InstanceState, plan: _StepPlan, at: datetime, commands: list[Command]) -> None:
-        """``plan``'s step is done: signal its outgoing edges, then run it again if it was queued."""
+    def _leave(
+        self, s: InstanceState, plan: _StepPlan, at: datetime, commands: list[Command], *, timed_out: bool = False
+    ) -> None:
+        """``plan``'s step is done: signal its outgoing edges, then run it again if it was queued.
+
+        Edges are taken by their conditions among the normal edges, or among the ``on_timeout``
+        edges when the step timed out; every other outgoing edge gets a dead signal.
+        """
         if plan.terminal:
             s.terminal_reached = True
         out = plan.out
         if out:
-            if len(out) == 1 and out[0].test is None and not out[0].default:
+            if len(out) == 1 and out[0].test is None and not out[0].default and not out[0].on_timeout:
                 self._signal(s, out[0], True, at, commands)
             else:
                 try:
-                    lives = self._choose(s, plan)
+                    lives = self._choose(s, plan, timed_out)
                 except ConditionError as exc:
                     self._fail(s, plan.name, f"{type(exc).__name__}: {exc.detail}", at, commands)
                     return
@@ -628,20 +664,22 @@ class Kernel:
             s.queued = tuple(queued)
             self._activate(s, plan.name, at, commands)
 
-    def _choose(self, s: InstanceState, plan: _StepPlan) -> list[bool]:
+    def _choose(self, s: InstanceState, plan: _StepPlan, timed_out: bool) -> list[bool]:
         """Which outgoing edges are taken (same order as ``plan.out``)."""
         out = plan.out
-        if plan.gateway is GatewayMode.EXCLUSIVE:
-            lives = [False] * len(out)
-            for i, edge in enumerate(out):
-                if not edge.default and (edge.test is None or edge.test(s)):
-                    lives[i] = True
+        lives = [False] * len(out)
+        picks = [i for i, edge in enumerate(out) if edge.on_timeout is timed_out]
+        exclusive = plan.gateway is GatewayMode.EXCLUSIVE
+        for i in picks:
+            edge = out[i]
+            if not edge.default and (edge.test is None or edge.test(s)):
+                lives[i] = True
+                if exclusive:
                     return lives
-        else:
-            lives = [not edge.default and (edge.test is None or edge.test(s)) for edge in out]
-            if any(lives):
-                return lives
-        return [edge.default for edge in out]
+        if not any(lives):
+            for i in picks:
+                lives[i] = out[i].default
+        return lives
 
     def _signal(self, s: InstanceState, edge: _EdgePlan, live: bool, at: datetime, commands: list[Command]) -> None:
         target = edge.target
@@ -696,6 +734,7 @@ class Kernel:
                         tuple(step.candidate_groups),
                         at + due if due else None,
                         at + reminder if reminder else None,
+                        at + escalation.after if (escalation := getattr(step, "escalation", None)) else None,
                     )
                 )
                 s.active[name] = Activity(TASK, 1, at + due if due else None)

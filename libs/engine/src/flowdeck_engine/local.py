@@ -22,6 +22,7 @@ from flowdeck_engine.kernel import (
     CallbackReceived,
     CancelRequested,
     CloseWait,
+    OpenTask,
     RetryRequested,
     RunStep,
     StartTimer,
@@ -312,6 +313,12 @@ class LocalExecutionEngine:
             elif kind is StartTimer:
                 timer: StartTimer = command  # type: ignore[assignment]
                 self._wake_at(instance, kernel, timer.step, timer.fire_at, TimerFired(timer.step, timer.fire_at))
+            elif kind is OpenTask:
+                task: OpenTask = command  # type: ignore[assignment]
+                if task.escalate_at is not None:
+                    self._wake_at(
+                        instance, kernel, task.step, task.escalate_at, WaitTimedOut(task.step, task.escalate_at)
+                    )
             elif kind is AwaitCallback:
                 wait: AwaitCallback = command  # type: ignore[assignment]
                 if wait.timeout_at is not None:

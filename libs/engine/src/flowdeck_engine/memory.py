@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from flowdeck_engine.enums import TaskStatus
 from flowdeck_engine.exceptions import ConcurrencyError, InstanceNotFoundError
 from flowdeck_engine.instance import HumanTask
-from flowdeck_engine.kernel import CloseWait, OpenTask, RecordStep, TaskCompleted
+from flowdeck_engine.kernel import CloseWait, OpenTask, ReassignTask, RecordStep, TaskCompleted
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -55,23 +55,21 @@ class InMemoryInstanceStore:
     def _apply(self, instance: WorkflowInstance, transition: Transition, cause: Event | None) -> None:
         records: list[StepExecution] = []
         for command in transition.commands:
-            kind = type(command)
-            if kind is RecordStep:
-                records.append(command.execution)  # type: ignore[union-attr]
-            elif kind is OpenTask:
-                task = HumanTask.opened(command, instance, transition.at)  # type: ignore[arg-type]
-                self._tasks.append(task)
-                self._open[instance.id, task.step_name] = task
-            elif kind is CloseWait:
-                closed = self._open.pop((instance.id, command.step), None)  # type: ignore[union-attr]
-                if closed is not None:
-                    closed.status = TaskStatus.CANCELED
-        if type(cause) is TaskCompleted:
-            done = self._open.pop((instance.id, cause.step), None)
-            if done is not None:
-                done.status = TaskStatus.COMPLETED
-                done.completed_at = cause.at
-                done.completed_by = cause.user_id
+            if isinstance(command, RecordStep):
+                records.append(command.execution)
+            elif isinstance(command, OpenTask):
+                opened = HumanTask.opened(command, instance, transition.at)
+                self._tasks.append(opened)
+                self._open[instance.id, opened.step_name] = opened
+            elif isinstance(command, ReassignTask) and (task := self._open.get((instance.id, command.step))):
+                task.assignee = command.assignee
+                task.candidate_groups = command.candidate_groups
+            elif isinstance(command, CloseWait) and (task := self._open.pop((instance.id, command.step), None)):
+                task.status = TaskStatus.CANCELED
+        if isinstance(cause, TaskCompleted) and (done := self._open.pop((instance.id, cause.step), None)) is not None:
+            done.status = TaskStatus.COMPLETED
+            done.completed_at = cause.at
+            done.completed_by = cause.user_id
         instance.advance(transition.state, records)
 
     async def list_instances(

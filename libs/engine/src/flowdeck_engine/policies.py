@@ -52,3 +52,20 @@ class EngineLimits:
 
     max_transitions: int = 10_000
     """Events an instance may apply before it is failed as an endless loop."""
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """What happens to a human task still open ``after`` it was opened.
+
+    With ``reassign_to`` (candidate groups), the task is reassigned to those groups and stays
+    open. Without, the task is closed and the workflow goes on along the step's edges marked
+    ``on_timeout=True``.
+    """
+
+    after: timedelta
+    reassign_to: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.after <= timedelta(0):
+            raise ValidationError("an escalation's `after` must be positive")

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from flowdeck_engine.context import WorkflowContext
-    from flowdeck_engine.policies import RetryPolicy
+    from flowdeck_engine.policies import Escalation, RetryPolicy
 
 
 @runtime_checkable
@@ -112,6 +112,7 @@ class BaseHumanStep(BaseStep):
     candidate_groups: Sequence[str] = ()
     due: timedelta | None = None
     reminder: timedelta | None = None
+    escalation: Escalation | None = None
 
     def __init__(
         self,
@@ -124,6 +125,7 @@ class BaseHumanStep(BaseStep):
         candidate_groups: Sequence[str] | None = None,
         due: timedelta | None = None,
         reminder: timedelta | None = None,
+        escalation: Escalation | None = None,
     ) -> None:
         super().__init__(name, description)
         if title is not None:
@@ -138,6 +140,8 @@ class BaseHumanStep(BaseStep):
             self.due = due
         if reminder is not None:
             self.reminder = reminder
+        if escalation is not None:
+            self.escalation = escalation
 
     def resolve_assignee(self, data: Mapping[str, Any]) -> str | None:
         """The user the task is assigned to, given the instance's data. Override to compute it."""
@@ -195,8 +199,13 @@ class WebhookStep(BaseStep):
     """Waits for an external system to call back with a payload.
 
     The payload is merged into the context, at ``result_key`` when set, else at the top level.
-    ``timeout`` bounds the wait: when it passes, the step fails with ``StepTimeoutError``.
+    ``timeout`` bounds the wait: when it passes, the workflow goes on along the step's
+    ``on_timeout`` edges, or, when it has none, the step fails with ``StepTimeoutError``.
+
+    Any step whose ``awaits_callback`` is True waits like this (an external job is one).
     """
+
+    awaits_callback: ClassVar[bool] = True
 
     step_type = StepType.WEBHOOK
     result_key: str | None = None
