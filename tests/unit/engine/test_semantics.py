@@ -652,3 +652,27 @@ async def test_an_awaits_callback_machine_step_waits_like_a_webhook(h: Harness) 
     assert instance.status is WorkflowStatus.WAITING and instance.current_step == "render"
     await h.engine.receive_callback(instance.id, "render", {"url": "https://x"})
     assert instance.status is WorkflowStatus.COMPLETED and instance.context.get("url") == "https://x"
+
+
+async def test_steps_publish_custom_events_only_when_they_succeed(h: Harness) -> None:
+    from flowdeck_engine import CustomEvent
+
+    class Announce(BaseMachineStep):
+        async def execute(self, context: WorkflowContext) -> None:
+            context.emit("order.placed", {"order": context.get("order")})
+
+    flaky = Boom("flaky", failures=1, retry_policy=RetryPolicy(max_attempts=2, initial_interval=timedelta(0)))
+
+    class EmitThenFail(BaseMachineStep):
+        async def execute(self, context: WorkflowContext) -> None:
+            context.emit("never", {})
+            raise RuntimeError("no")
+
+    h.register(definition([Announce("announce"), flaky, Set("z")], [Edge("announce", "flaky"), Edge("flaky", "z")]))
+    instance = await h.engine.start_workflow("wf", initial_data={"order": 7})
+    assert instance.status is WorkflowStatus.COMPLETED
+    (event,) = h.bus.of_type(CustomEvent)
+    assert (event.event_type, event.payload, event.step_name) == ("order.placed", {"order": 7}, "announce")  # type: ignore[attr-defined]
+    h.register(definition([EmitThenFail("bad"), Set("z")], [Edge("bad", "z")], name="wf2"))
+    await h.engine.start_workflow("wf2")
+    assert len(h.bus.of_type(CustomEvent)) == 1

@@ -13,6 +13,7 @@ from flowdeck_engine.context import StepExecution, WorkflowContext
 from flowdeck_engine.definition import Edge, WorkflowDefinition
 from flowdeck_engine.enums import GatewayMode, StepStatus, StepType, TaskStatus, WorkflowStatus
 from flowdeck_engine.events import (
+    CustomEvent,
     EventBus,
     HumanTaskCompleted,
     HumanTaskCreated,
@@ -76,6 +77,7 @@ __all__ = [
     "ConditionLimits",
     "ConditionSyntaxError",
     "ConditionalGroup",
+    "CustomEvent",
     "Dispatcher",
     "DuplicateDefinitionError",
     "Edge",

@@ -46,6 +46,8 @@ class WorkflowContext:
     user_id: str | None = None
     tenant_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    emitted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """Events the running step published with :meth:`emit` (kept only if the step succeeds)."""
 
     def get(self, key: str, default: Any = None) -> Any:
         """Return ``data[key]``, or ``default`` when the key is missing."""
@@ -54,6 +56,13 @@ class WorkflowContext:
     def set(self, key: str, value: Any) -> None:
         """Store ``value`` under ``key``."""
         self.data[key] = value
+
+    def emit(self, event_type: str, payload: dict[str, Any] | None = None) -> None:
+        """Publish a custom event (``event_type``, ``payload``) when the running step succeeds.
+
+        It reaches the engine's event bus as a :class:`~flowdeck_engine.events.CustomEvent`.
+        """
+        self.emitted.append((event_type, dict(payload or {})))
 
     def with_step(self, step_name: str, data: dict[str, Any] | None = None) -> WorkflowContext:
         """A context for running ``step_name``: the same facts, a copy of the top level of ``data``

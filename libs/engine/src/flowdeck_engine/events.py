@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from flowdeck_engine.enums import StepStatus, StepType, WorkflowStatus
-from flowdeck_engine.kernel import OpenTask, ReassignTask, RecordStep, TaskCompleted
+from flowdeck_engine.kernel import Emit, OpenTask, ReassignTask, RecordStep, TaskCompleted
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -101,6 +101,15 @@ class HumanTaskCompleted(WorkflowEvent):
     user_id: str | None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CustomEvent(WorkflowEvent):
+    """An event a step published with ``context.emit`` (a document's ``emit`` action)."""
+
+    step_name: str
+    event_type: str
+    payload: dict[str, Any]
+
+
 @runtime_checkable
 class EventBus(Protocol):
     """Receives every workflow event."""
@@ -186,6 +195,12 @@ def events_for(
                     assignee=command.assignee,
                     candidate_groups=command.candidate_groups,
                     due_at=command.due_at,
+                )
+            )
+        elif isinstance(command, Emit):
+            out.append(
+                CustomEvent(
+                    **base, timestamp=at, step_name=command.step, event_type=command.event_type, payload=command.payload
                 )
             )
         elif isinstance(command, ReassignTask):

@@ -133,6 +133,7 @@ class StepSucceeded:
     updates: Mapping[str, Any] | None = None
     removed: tuple[str, ...] = ()
     result: Any = None
+    emitted: Sequence[tuple[str, dict[str, Any]]] = ()
 
 
 @dataclass(slots=True)
@@ -283,13 +284,22 @@ class CloseWait:
 
 
 @dataclass(slots=True)
+class Emit:
+    """Publish the custom event ``event_type`` with ``payload``, published by ``step``."""
+
+    step: str
+    event_type: str
+    payload: dict[str, Any]
+
+
+@dataclass(slots=True)
 class RecordStep:
     """Append ``execution`` to the instance's step history."""
 
     execution: StepExecution
 
 
-Command = RunStep | OpenTask | ReassignTask | StartTimer | AwaitCallback | CloseWait | RecordStep
+Command = RunStep | OpenTask | ReassignTask | StartTimer | AwaitCallback | CloseWait | RecordStep | Emit
 
 
 @dataclass(slots=True)
@@ -456,6 +466,10 @@ class Kernel:
         record = RecordStep(
             StepExecution(name, plan.step_type, StepStatus.SUCCEEDED, e.started_at, e.at, e.attempt, e.result)
         )
+        if e.emitted:
+            emitting: list[Command] = [record, *(Emit(name, kind, payload) for kind, payload in e.emitted)]
+            self._leave(s, plan, e.at, emitting)
+            return self._settle(s, e.at, emitting)
         nxt = plan.then_run
         if nxt is not None and nxt not in s.active and not s.queued:
             # the common case, kept short: one unconditional edge on to a machine step

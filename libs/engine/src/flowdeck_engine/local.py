@@ -422,7 +422,7 @@ class LocalExecutionEngine:
         after = context.data
         updates = {k: v for k, v in after.items() if before.get(k, _MISSING) is not v}
         removed = tuple(k for k in before if k not in after) if len(after) < len(before) + len(updates) else ()
-        return StepSucceeded(name, run.attempt, now(), started, updates, removed, result)
+        return StepSucceeded(name, run.attempt, now(), started, updates, removed, result, context.emitted)
 
     def _calls_of(self, step: Step) -> _Calls:
         calls = self._calls[step] = _Calls.of(step)
