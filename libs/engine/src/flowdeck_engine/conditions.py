@@ -31,7 +31,12 @@ import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-from flowdeck_engine.exceptions import ConditionEvaluationError, ConditionLimitError, ConditionSyntaxError
+from flowdeck_engine.exceptions import (
+    ConditionEvaluationError,
+    ConditionLimitError,
+    ConditionSyntaxError,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -83,10 +88,10 @@ class ConditionLimits:
         ):
             value = getattr(self, name)
             if type(value) is not int or value < 1:
-                raise ValueError(f"ConditionLimits.{name} must be a positive int")
+                raise ValidationError(f"ConditionLimits.{name} must be a positive int")
         operand = self.max_operand
         if type(operand) not in (int, float) or not (math.isfinite(operand) and operand > 0):
-            raise ValueError("ConditionLimits.max_operand must be a positive finite number")
+            raise ValidationError("ConditionLimits.max_operand must be a positive finite number")
 
 
 DEFAULT_LIMITS: Final = ConditionLimits()
