@@ -121,3 +121,14 @@ def test_states_and_records_round_trip_through_json() -> None:
     assert snapshot(state_from_json(json.loads(json.dumps(state_to_json(state))))) == snapshot(state)
     record = t.commands[0].execution  # type: ignore[union-attr]
     assert execution_from_json(json.loads(json.dumps(execution_to_json(record)))) == record
+
+
+def test_new_ids_are_random_version_4_uuids() -> None:
+    import uuid
+
+    from flowdeck_engine.instance import new_id
+
+    ids = [new_id() for _ in range(2000)]
+    assert len(set(ids)) == 2000
+    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in ids)
+    assert {u.int >> 127 for u in ids} == {0, 1}  # the top bit varies: the bits are random

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
-from uuid import uuid4
 
 from flowdeck_engine.clock import SystemClock
 from flowdeck_engine.enums import StepType, TaskStatus
@@ -16,7 +15,7 @@ from flowdeck_engine.exceptions import (
     StepTimeoutError,
     WorkflowNotFoundError,
 )
-from flowdeck_engine.instance import WorkflowInstance
+from flowdeck_engine.instance import WorkflowInstance, new_id
 from flowdeck_engine.kernel import (
     AwaitCallback,
     CallbackReceived,
@@ -162,7 +161,7 @@ class LocalExecutionEngine:
         """
         definition = self.registry.resolve(workflow_name, version)
         kernel = self.registry.kernel(definition)
-        transition = kernel.start(uuid4(), initial_data or {}, self.clock.now())
+        transition = kernel.start(new_id(), initial_data or {}, self.clock.now())
         instance = WorkflowInstance(
             definition, transition.state, tenant_id=tenant_id, created_by=created_by, metadata=metadata
         )
@@ -193,10 +192,11 @@ class LocalExecutionEngine:
         event = TaskCompleted(step_name, user_id, dict(data), self.clock.now())
         instance = await self._apply_and_drive(instance, kernel, event)
         step = kernel.steps[step_name]
-        try:
-            await step.on_success(instance.context.with_step(step_name), dict(data))
-        except Exception:
-            log.exception("on_success hook of human step %r failed", step_name)
+        if (self._calls.get(step) or self._calls_of(step)).on_success:
+            try:
+                await step.on_success(instance.context.with_step(step_name), dict(data))
+            except Exception:
+                log.exception("on_success hook of human step %r failed", step_name)
         return instance
 
     async def receive_callback(self, instance_id: UUID, step_name: str, payload: Any = None) -> WorkflowInstance:
