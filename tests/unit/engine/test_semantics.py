@@ -676,3 +676,13 @@ async def test_steps_publish_custom_events_only_when_they_succeed(h: Harness) ->
     h.register(definition([EmitThenFail("bad"), Set("z")], [Edge("bad", "z")], name="wf2"))
     await h.engine.start_workflow("wf2")
     assert len(h.bus.of_type(CustomEvent)) == 1
+
+
+async def test_a_human_steps_record_spans_from_task_opened_to_completed(h: Harness) -> None:
+    h.register(definition([Approve(), Set("done")], [Edge("approve", "done")]))
+    opened = h.clock.now()
+    instance = await h.engine.start_workflow("wf")
+    await h.advance(hours=5)
+    await h.engine.complete_human_task(instance.id, "approve", "bob", {})
+    record = instance.step_history[0]
+    assert (record.started_at, record.completed_at) == (opened, opened + timedelta(hours=5))

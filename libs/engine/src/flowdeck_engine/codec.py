@@ -28,7 +28,7 @@ def state_to_json(state: InstanceState) -> dict[str, Any]:
         "status": state.status.value,
         "data": state.data,
         "started_at": _time(state.started_at),
-        "active": {name: [a.kind, a.attempt, _time(a.due_at)] for name, a in state.active.items()},
+        "active": {name: [a.kind, a.attempt, _time(a.due_at), _time(a.since)] for name, a in state.active.items()},
         "joins": {name: [count, live] for name, (count, live) in state.joins.items()},
         "queued": list(state.queued),
         "completed_at": _time(state.completed_at),
@@ -51,7 +51,10 @@ def state_from_json(raw: dict[str, Any]) -> InstanceState:
         WorkflowStatus(raw["status"]),
         dict(raw["data"]),
         started,
-        {name: Activity(kind, attempt, _parse(due)) for name, (kind, attempt, due) in raw["active"].items()},
+        {
+            name: Activity(kind, attempt, _parse(due), _parse(since))
+            for name, (kind, attempt, due, since) in raw["active"].items()
+        },
         {name: (count, live) for name, (count, live) in raw["joins"].items()},
         tuple(raw["queued"]),
         _parse(raw["completed_at"]),

@@ -67,6 +67,8 @@ class Activity:
     kind: str
     attempt: int = 1
     due_at: datetime | None = None
+    since: datetime | None = None
+    """When a task, timer or callback wait began (its record's ``started_at``)."""
 
 
 @dataclass(slots=True)
@@ -527,7 +529,7 @@ class Kernel:
     def _on_task_completed(self, state: InstanceState, e: TaskCompleted) -> Transition:
         self._waiting(state, e.step, TASK, "complete task")
         s = state.copy()
-        del s.active[e.step]
+        since = s.active.pop(e.step).since or e.at
         s.data = {**s.data, **e.data}
         plan = self._steps[e.step]
         commands: list[Command] = [
@@ -536,7 +538,7 @@ class Kernel:
                     e.step,
                     plan.step_type,
                     StepStatus.SUCCEEDED,
-                    e.at,
+                    since,
                     e.at,
                     1,
                     dict(e.data),
@@ -555,7 +557,7 @@ class Kernel:
         del s.active[e.step]
         plan = self._steps[e.step]
         commands: list[Command] = [
-            RecordStep(StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, e.at, e.at, 1))
+            RecordStep(StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, act.since or e.at, e.at, 1))
         ]
         self._leave(s, plan, e.at, commands)
         return self._settle(s, e.at, commands)
@@ -563,7 +565,7 @@ class Kernel:
     def _on_callback(self, state: InstanceState, e: CallbackReceived) -> Transition:
         self._waiting(state, e.step, CALLBACK, "deliver callback")
         s = state.copy()
-        del s.active[e.step]
+        since = s.active.pop(e.step).since or e.at
         plan = self._steps[e.step]
         key = getattr(plan.step, "result_key", None)
         if key:
@@ -573,7 +575,7 @@ class Kernel:
         else:
             s.data = {**s.data, e.step: e.payload}
         commands: list[Command] = [
-            RecordStep(StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, e.at, e.at, 1, e.payload))
+            RecordStep(StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, since, e.at, 1, e.payload))
         ]
         self._leave(s, plan, e.at, commands)
         return self._settle(s, e.at, commands)
@@ -589,22 +591,23 @@ class Kernel:
         s = state.copy()
         commands: list[Command] = []
         if escalation is not None and escalation.reassign_to:
-            s.active[e.step] = Activity(TASK, 2, act.due_at)  # escalated once: a late duplicate is stale
+            s.active[e.step] = Activity(TASK, 2, act.due_at, act.since)  # escalated once: a late duplicate is stale
             commands.append(ReassignTask(e.step, None, tuple(escalation.reassign_to)))
             return self._settle(s, e.at, commands)
         del s.active[e.step]
+        since = act.since or e.at
         if act.kind == TASK:
             commands.append(CloseWait(e.step, TASK))
         if any(edge.on_timeout for edge in plan.out):
             error = "timed out: took the on_timeout edge"
             commands.append(
-                RecordStep(StepExecution(e.step, plan.step_type, StepStatus.CANCELED, e.at, e.at, 1, error=error))
+                RecordStep(StepExecution(e.step, plan.step_type, StepStatus.CANCELED, since, e.at, 1, error=error))
             )
             self._leave(s, plan, e.at, commands, timed_out=True)
         else:
             error = "StepTimeoutError: no callback arrived before the timeout"
             commands.append(
-                RecordStep(StepExecution(e.step, plan.step_type, StepStatus.FAILED, e.at, e.at, 1, error=error))
+                RecordStep(StepExecution(e.step, plan.step_type, StepStatus.FAILED, since, e.at, 1, error=error))
             )
             self._fail(s, e.step, error, e.at, commands)
         return self._settle(s, e.at, commands)
@@ -751,15 +754,15 @@ class Kernel:
                         at + escalation.after if (escalation := getattr(step, "escalation", None)) else None,
                     )
                 )
-                s.active[name] = Activity(TASK, 1, at + due if due else None)
+                s.active[name] = Activity(TASK, 1, at + due if due else None, at)
             elif kind == TIMER:
                 fire_at = step.fire_at(s.data, at)
-                s.active[name] = Activity(TIMER, 1, fire_at)
+                s.active[name] = Activity(TIMER, 1, fire_at, at)
                 commands.append(StartTimer(name, fire_at))
             else:
                 timeout = getattr(step, "timeout", None)
                 timeout_at = at + timeout if timeout else None
-                s.active[name] = Activity(CALLBACK, 1, timeout_at)
+                s.active[name] = Activity(CALLBACK, 1, timeout_at, at)
                 commands.append(AwaitCallback(name, timeout_at))
         except Exception as exc:  # user code computing an assignee or a time
             self._fail(s, name, f"{type(exc).__name__}: {exc}", at, commands)
