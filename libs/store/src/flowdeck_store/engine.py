@@ -1,0 +1,160 @@
+"""The persistent engine: the local engine's shell over the SQL instance store.
+
+No transition logic lives here (nor in the store): the kernel decides, the shell runs steps, and
+the store writes each change down. What this adds is the unit of work: by default every public
+call (start, complete a task, deliver a callback, cancel, retry) is written as ONE transaction
+when the call has run as far as it can (the instance waits or ends), fenced on the version it
+loaded. A crash before that commit leaves nothing behind, and the call can be made again (steps
+run at least once either way). With ``commit_each_change=True`` every change is its own
+transaction instead, as the shell saves it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from flowdeck_engine import ConcurrencyError, LocalExecutionEngine
+from flowdeck_store.store import SqlInstanceStore, _unit
+from flowdeck_store.tenancy import as_tenant_id
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+    from uuid import UUID
+
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from flowdeck_engine import Clock, Dispatcher, EventBus, WorkflowDefinition, WorkflowEvent, WorkflowInstance
+    from flowdeck_engine.registry import WorkflowRegistry
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_CALL_ATTEMPTS = 5
+
+
+class _AfterCommitBus:
+    """Hands events to the real bus only once the change they describe is committed."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+        self.held: dict[int, list[WorkflowEvent]] = {}
+
+    async def emit(self, event: WorkflowEvent) -> None:
+        unit = _unit.get()
+        if unit is not None and unit.open:
+            self.held.setdefault(id(unit), []).append(event)
+            return
+        await self.bus.emit(event)
+
+    async def release(self, key: int, committed: bool) -> None:
+        events = self.held.pop(key, [])
+        if not committed:
+            return
+        for event in events:
+            try:
+                await self.bus.emit(event)
+            except Exception:
+                log.exception("event bus failed on %s", event.type)
+
+
+class PersistentExecutionEngine(LocalExecutionEngine):
+    """The seeds' drop-in replacement for :class:`~flowdeck_engine.LocalExecutionEngine`, durable.
+
+    ``session`` is an ``async_sessionmaker`` (recommended: each transaction takes its own session,
+    so concurrent calls are fine) or one ``AsyncSession`` (calls then take turns on it).
+    ``tenant_id`` is the tenant used when a call names none; ``start_workflow(..., tenant_id=...)``
+    names one for the new instance, and later calls on that instance find it again.
+    """
+
+    persistence: SqlInstanceStore
+
+    def __init__(
+        self,
+        registry: WorkflowRegistry,
+        session: AsyncSession | async_sessionmaker[AsyncSession],
+        event_bus: EventBus | None = None,
+        *,
+        tenant_id: UUID | str | None = None,
+        commit_each_change: bool = False,
+        clock: Clock | None = None,
+        dispatcher: Dispatcher | None = None,
+    ) -> None:
+        self._bus = None if event_bus is None else _AfterCommitBus(event_bus)
+        super().__init__(
+            registry,
+            SqlInstanceStore(registry, session, tenant_id=tenant_id),
+            self._bus,
+            clock=clock,
+            dispatcher=dispatcher,
+        )
+        self.commit_each_change = commit_each_change
+
+    async def start_workflow(
+        self,
+        workflow_name: str | WorkflowDefinition | type[Any],
+        initial_data: Mapping[str, Any] | None = None,
+        version: str | None = None,
+        *,
+        tenant_id: UUID | str | None = None,
+        created_by: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> WorkflowInstance:
+        """Start a new instance for ``tenant_id`` (else the engine's tenant) and run it until it waits or ends."""
+        tenant = self.persistence.tenant_for(explicit=tenant_id)
+        start = super().start_workflow
+        return await self._call(
+            tenant,
+            lambda: start(
+                workflow_name, initial_data, version, tenant_id=str(tenant), created_by=created_by, metadata=metadata
+            ),
+            attempts=1,
+        )
+
+    async def complete_human_task(
+        self, instance_id: UUID, step_name: str, user_id: str | None, data: Mapping[str, Any]
+    ) -> WorkflowInstance:
+        """Complete the open task of ``step_name``. Of concurrent completions exactly one wins; the
+        others raise :class:`~flowdeck_engine.TaskNotFoundError` and change nothing."""
+        complete = super().complete_human_task
+        return await self._call(
+            self.persistence.tenant_for(instance_id), lambda: complete(instance_id, step_name, user_id, data)
+        )
+
+    async def receive_callback(self, instance_id: UUID, step_name: str, payload: Any = None) -> WorkflowInstance:
+        """Deliver an external system's callback to the waiting webhook step ``step_name``."""
+        receive = super().receive_callback
+        return await self._call(
+            self.persistence.tenant_for(instance_id), lambda: receive(instance_id, step_name, payload)
+        )
+
+    async def cancel_workflow(self, instance_id: UUID, reason: str) -> WorkflowInstance:
+        """Cancel a running or waiting instance; its open tasks, timers and callbacks are closed."""
+        cancel = super().cancel_workflow
+        return await self._call(self.persistence.tenant_for(instance_id), lambda: cancel(instance_id, reason))
+
+    async def retry(self, instance_id: UUID, from_step: str | None = None) -> WorkflowInstance:
+        """Resume a failed instance from its failed step, or from ``from_step``."""
+        retry = super().retry
+        return await self._call(self.persistence.tenant_for(instance_id), lambda: retry(instance_id, from_step))
+
+    async def _call(self, tenant: UUID, run: Callable[[], Awaitable[T]], attempts: int = _CALL_ATTEMPTS) -> T:
+        """Run one public call as one unit of work; on a conflict run it again on the fresh state."""
+        if self.commit_each_change:
+            return await run()
+        tenant = as_tenant_id(tenant)
+        for attempt in range(1, attempts + 1):
+            unit_key = 0
+            committed = False
+            try:
+                async with self.persistence.unit(tenant) as unit:
+                    unit_key = id(unit)
+                    result = await run()
+                committed = True
+                return result
+            except ConcurrencyError:
+                if attempt == attempts:
+                    raise
+            finally:
+                if self._bus is not None:
+                    await self._bus.release(unit_key, committed)
+        raise AssertionError("unreachable")  # pragma: no cover

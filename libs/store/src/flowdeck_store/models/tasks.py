@@ -1,0 +1,48 @@
+"""Human tasks: the inbox rows of steps waiting for a person."""
+
+from __future__ import annotations
+
+from datetime import datetime  # noqa: TC003 (SQLAlchemy reads Mapped[...] annotations at runtime)
+from typing import Any
+from uuid import UUID  # noqa: TC003 (SQLAlchemy reads Mapped[...] annotations at runtime)
+
+from advanced_alchemy.types import DateTimeUTC, JsonB
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from flowdeck_store.base import TenantOwned
+
+
+class HumanTaskModel(TenantOwned):
+    """A task for ``assignee_id`` or, when unassigned, any member of ``candidate_groups``.
+
+    ``assignee_group`` is the first candidate group (the seeds' single-group column).
+    """
+
+    __tablename__ = "workflow_human_tasks"
+    __table_args__ = (
+        Index("ix_workflow_human_tasks_tenant_instance", "tenant_id", "instance_id", "step_name"),
+        Index("ix_workflow_human_tasks_tenant_assignee", "tenant_id", "status", "assignee_id"),
+        Index("ix_workflow_human_tasks_tenant_group", "tenant_id", "status", "assignee_group"),
+        Index("ix_workflow_human_tasks_tenant_due", "tenant_id", "status", "due_at"),
+    )
+
+    instance_id: Mapped[UUID] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))
+    step_execution_id: Mapped[UUID | None] = mapped_column(
+        ForeignKey("workflow_step_executions.id", ondelete="SET NULL"), default=None
+    )
+    workflow_name: Mapped[str] = mapped_column(String(255))
+    step_name: Mapped[str] = mapped_column(String(255))
+    title: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    form_schema: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    assignee_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    assignee_group: Mapped[str | None] = mapped_column(String(255), default=None)
+    candidate_groups: Mapped[list[str]] = mapped_column(JsonB, default=list)
+    due_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    reminder_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    claimed_by: Mapped[str | None] = mapped_column(String(255), default=None)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    completed_by: Mapped[str | None] = mapped_column(String(255), default=None)

@@ -1,0 +1,65 @@
+"""What instances wait for: machine steps to run (with leases), timers, callback tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime  # noqa: TC003 (SQLAlchemy reads Mapped[...] annotations at runtime)
+from uuid import UUID  # noqa: TC003 (SQLAlchemy reads Mapped[...] annotations at runtime)
+
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from flowdeck_store.base import TenantOwned
+
+
+class PendingWorkModel(TenantOwned):
+    """A machine step attempt that is due (now, or at ``not_before``).
+
+    A worker takes it by writing a lease (``lease_owner``, ``lease_expires_at``) and bumping
+    ``fence``; a commit by an owner whose ``fence`` is stale changes nothing.
+    """
+
+    __tablename__ = "workflow_pending_work"
+    __table_args__ = (
+        Index("ix_workflow_pending_work_tenant_instance", "tenant_id", "instance_id", "step_name"),
+        Index("ix_workflow_pending_work_due", "not_before"),
+        Index("ix_workflow_pending_work_lease", "lease_expires_at"),
+    )
+
+    instance_id: Mapped[UUID] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))
+    step_name: Mapped[str] = mapped_column(String(255))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    not_before: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    lease_owner: Mapped[str | None] = mapped_column(String(255), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    fence: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TimerModel(TenantOwned):
+    """A wake-up: a timer step firing (``kind`` "timer") or a callback wait timing out ("timeout")."""
+
+    __tablename__ = "workflow_timers"
+    __table_args__ = (
+        Index("ix_workflow_timers_tenant_instance", "tenant_id", "instance_id", "step_name"),
+        Index("ix_workflow_timers_fire_at", "fire_at"),
+    )
+
+    instance_id: Mapped[UUID] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))
+    step_name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    fire_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class CallbackTokenModel(TenantOwned):
+    """The secret an external system presents to call back a waiting webhook step."""
+
+    __tablename__ = "workflow_callback_tokens"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "token"),
+        Index("ix_workflow_callback_tokens_tenant_instance", "tenant_id", "instance_id", "step_name"),
+    )
+
+    instance_id: Mapped[UUID] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))
+    step_name: Mapped[str] = mapped_column(String(255))
+    token: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)

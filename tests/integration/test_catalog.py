@@ -1,0 +1,90 @@
+"""Catalog checks: RLS on every tenant table, an application role with no way around it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from flowdeck_store import metadata
+from tests.integration.conftest import APP, Database
+
+TENANT_TABLES = {t.name for t in metadata.sorted_tables if "tenant_id" in t.c} | {"tenants"}
+
+
+def _query(url: str, sql: str) -> list[tuple[object, ...]]:
+    async def run() -> list[tuple[object, ...]]:
+        engine = create_async_engine(url, poolclass=NullPool)
+        try:
+            async with engine.connect() as conn:
+                return [tuple(r) for r in (await conn.execute(text(sql))).all()]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def test_every_table_is_a_tenant_table() -> None:
+    assert set(metadata.tables) == TENANT_TABLES
+    assert len(TENANT_TABLES) == 10
+
+
+def test_every_tenant_table_has_rls_enabled_forced_and_a_policy(database: Database) -> None:
+    rows = _query(
+        database.owner_url,
+        "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
+        "  (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid), "
+        "  (SELECT string_agg(pg_get_expr(p.polqual, p.polrelid), ' ') FROM pg_policy p WHERE p.polrelid = c.oid) "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname <> 'alembic_version'",
+    )
+    found = {name: (enabled, forced, policies, qual) for name, enabled, forced, policies, qual in rows}
+    assert set(found) == TENANT_TABLES
+    for name, (enabled, forced, policies, qual) in found.items():
+        assert enabled and forced, name
+        assert policies == 1, name
+        assert "NULLIF(current_setting('app.tenant_id'::text, true), ''::text))::uuid" in str(qual), (name, qual)
+
+
+def test_the_app_role_cannot_get_around_rls(database: Database) -> None:
+    ((superuser, bypass, can_create_role, can_create_db),) = _query(
+        database.owner_url,
+        f"SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = '{APP}'",
+    )
+    assert (superuser, bypass, can_create_role, can_create_db) == (False, False, False, False)
+    owned = _query(
+        database.owner_url,
+        "SELECT c.relname FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner "
+        f"WHERE r.rolname = '{APP}' UNION ALL "
+        f"SELECT p.proname FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner WHERE r.rolname = '{APP}' UNION ALL "
+        f"SELECT n.nspname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE r.rolname = '{APP}'",
+    )
+    assert owned == []
+    memberships = _query(
+        database.owner_url,
+        "SELECT b.rolname FROM pg_auth_members m JOIN pg_roles a ON a.oid = m.member "
+        f"JOIN pg_roles b ON b.oid = m.roleid WHERE a.rolname = '{APP}'",
+    )
+    assert memberships == []  # it inherits nothing (no owner role, no bypass) from anyone
+
+
+def test_every_unique_index_includes_tenant_id(database: Database) -> None:
+    rows = _query(
+        database.owner_url,
+        "SELECT t.relname, i.relname, ix.indisprimary, "
+        "  array(SELECT a.attname FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attnum = ANY(ix.indkey)) "
+        "FROM pg_index ix JOIN pg_class i ON i.oid = ix.indexrelid JOIN pg_class t ON t.oid = ix.indrelid "
+        "JOIN pg_namespace n ON n.oid = t.relnamespace "
+        "WHERE n.nspname = 'public' AND ix.indisunique AND t.relname <> 'alembic_version'",
+    )
+    assert rows
+    offenders = []
+    for table, index, primary, columns in rows:
+        if primary and list(columns) == ["id"]:
+            continue  # random UUID primary keys reveal nothing about other tenants
+        key = "id" if table == "tenants" else "tenant_id"
+        if key not in columns and not (table == "tenants" and index == "uq_tenants_slug"):
+            offenders.append((table, index, columns))
+    assert offenders == []

@@ -1,0 +1,220 @@
+"""PersistentExecutionEngine on a real database (PostgreSQL as the app role, and SQLite)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from flowdeck_engine import (
+    ConcurrencyError,
+    InMemoryEventBus,
+    InstanceNotFoundError,
+    InvalidTransitionError,
+    StepStatus,
+    TaskStatus,
+    WorkflowStatus,
+)
+from flowdeck_engine.kernel import TaskCompleted
+from flowdeck_store import (
+    HumanTaskModel,
+    OutboxEventModel,
+    PendingWorkModel,
+    PersistentExecutionEngine,
+    StepExecutionModel,
+    TenantNotBoundError,
+    UnknownTenantError,
+    WorkflowInstanceModel,
+    bind_tenant,
+)
+from tests.integration.conftest import NewTenant
+from tests.integration.workflows import registry
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def count(sessions: Sessions, tenant: uuid.UUID, model: type, **where: object) -> int:
+    async with sessions() as session:
+        bind_tenant(session, tenant)
+        query = select(func.count()).select_from(model)
+        for key, value in where.items():
+            query = query.where(getattr(model, key) == value)
+        return int((await session.execute(query)).scalar_one())
+
+
+@pytest.mark.parametrize("each_change", [False, True], ids=["per-call", "per-change"])
+async def test_state_survives_a_new_engine(sessions: Sessions, new_tenant: NewTenant, each_change: bool) -> None:
+    tenant = await new_tenant("acme")
+    first = PersistentExecutionEngine(registry(), sessions, commit_each_change=each_change)
+    started = await first.start_workflow("approval", {"order": 7}, tenant_id=str(tenant), created_by="ann")
+    assert started.status is WorkflowStatus.WAITING
+    del first  # "restart": nothing of the first engine is left
+
+    second = PersistentExecutionEngine(registry(), sessions, tenant_id=tenant, commit_each_change=each_change)
+    loaded = await second.get_instance(started.id)
+    assert loaded is not started
+    assert (loaded.status, loaded.data, loaded.current_step) == (
+        WorkflowStatus.WAITING,
+        {"order": 7, "s1": True},
+        "approve",
+    )
+    assert [t.step_name for t in await second.get_pending_tasks(groups={"managers"})] == ["approve"]
+
+    done = await second.complete_human_task(started.id, "approve", "bob", {"approved": True})
+    assert done.status is WorkflowStatus.COMPLETED
+    again = await PersistentExecutionEngine(registry(), sessions, tenant_id=tenant).get_instance(started.id)
+    assert again.data == {"order": 7, "s1": True, "approved": True, "s3": True}
+    assert [(r.step_name, r.status) for r in again.step_history] == [
+        ("s1", StepStatus.SUCCEEDED),
+        ("approve", StepStatus.SUCCEEDED),
+        ("s3", StepStatus.SUCCEEDED),
+    ]
+    assert again.step_history[1].completed_by == "bob"
+    assert again.version == done.version
+    (task,) = await second.persistence.list_tasks(instance_id=started.id)
+    assert (task.status, task.completed_by) == (TaskStatus.COMPLETED, "bob")
+    assert await count(sessions, tenant, PendingWorkModel) == 0
+    assert await count(sessions, tenant, OutboxEventModel, instance_id=started.id, event_type="WorkflowCompleted") == 1
+
+
+async def test_twenty_concurrent_completions_have_one_winner(sessions: Sessions, new_tenant: NewTenant) -> None:
+    tenant = await new_tenant("race")
+    engine = PersistentExecutionEngine(registry(), sessions, tenant_id=tenant)
+    instance = await engine.start_workflow("approval", {"n": 1})
+    # twenty engines, as if twenty API processes each got the request
+    racers = [PersistentExecutionEngine(registry(), sessions, tenant_id=tenant) for _ in range(20)]
+    results = await asyncio.gather(
+        *(
+            r.complete_human_task(instance.id, "approve", f"user{i}", {"approved": True, "by": i})
+            for i, r in enumerate(racers)
+        ),
+        return_exceptions=True,
+    )
+    winners = [r for r in results if not isinstance(r, BaseException)]
+    losers = [r for r in results if isinstance(r, BaseException)]
+    assert len(winners) == 1
+    assert len(losers) == 19
+    # each loser is told why: the task is no longer open (the instance went on and completed)
+    assert all(isinstance(e, InvalidTransitionError) and "cannot complete task" in e.detail for e in losers), losers
+    final = await engine.get_instance(instance.id)
+    assert final.status is WorkflowStatus.COMPLETED
+    assert final.data["by"] == winners[0].data["by"]
+    assert [r.step_name for r in final.step_history] == ["s1", "approve", "s3"]
+    assert await count(sessions, tenant, StepExecutionModel, instance_id=instance.id) == 3
+    assert await count(sessions, tenant, HumanTaskModel, status="completed") == 1
+    assert await count(sessions, tenant, OutboxEventModel, event_type="HumanTaskCompleted") == 1
+    assert await count(sessions, tenant, OutboxEventModel, event_type="WorkflowCompleted") == 1
+
+
+async def test_a_stale_version_commits_nothing(sessions: Sessions, new_tenant: NewTenant) -> None:
+    tenant = await new_tenant("fence")
+    engine = PersistentExecutionEngine(registry(), sessions, tenant_id=tenant, commit_each_change=True)
+    instance = await engine.start_workflow("approval", {})
+    store = engine.persistence
+    zombie = await store.load(instance.id)  # a worker that loaded, then paused
+    await engine.complete_human_task(instance.id, "approve", "bob", {"approved": True})  # someone else moved on
+
+    kernel = engine.registry.kernel(zombie.definition)
+    event = TaskCompleted("approve", "zombie", {"approved": False}, engine.clock.now())
+    transition = kernel.apply(zombie.state, event)
+    before = (await count(sessions, tenant, StepExecutionModel), await count(sessions, tenant, OutboxEventModel))
+    with pytest.raises(ConcurrencyError):
+        await store.save(zombie, transition, event, zombie.version)
+    assert zombie.status is WorkflowStatus.WAITING  # the stale object is left as it was
+    after = (await count(sessions, tenant, StepExecutionModel), await count(sessions, tenant, OutboxEventModel))
+    assert after == before
+    stored = await store.load(instance.id)
+    assert stored.status is WorkflowStatus.COMPLETED
+    assert stored.data["approved"] is True
+    async with sessions() as session:
+        bind_tenant(session, tenant)
+        (task,) = (await session.execute(select(HumanTaskModel))).scalars()
+        assert task.completed_by == "bob"
+
+
+async def test_cancel_closes_the_task_and_failure_is_recorded(sessions: Sessions, new_tenant: NewTenant) -> None:
+    tenant = await new_tenant("ops")
+    bus = InMemoryEventBus()
+    engine = PersistentExecutionEngine(registry(), sessions, bus, tenant_id=tenant)
+    waiting = await engine.start_workflow("approval", {})
+    canceled = await engine.cancel_workflow(waiting.id, "no longer needed")
+    assert canceled.status is WorkflowStatus.CANCELED
+    (task,) = await engine.persistence.list_tasks(instance_id=waiting.id)
+    assert task.status is TaskStatus.CANCELED
+    with pytest.raises(InvalidTransitionError, match="it is canceled"):
+        await engine.complete_human_task(waiting.id, "approve", "bob", {})
+
+    failed = await engine.start_workflow("flaky", {"fail": True})
+    assert failed.status is WorkflowStatus.FAILED
+    async with sessions() as session:
+        bind_tenant(session, tenant)
+        row = await session.get(WorkflowInstanceModel, failed.id)
+        assert row is not None
+        assert (row.status, row.error) == ("failed", failed.error)
+    instance = await PersistentExecutionEngine(registry(), sessions, tenant_id=tenant).get_instance(failed.id)
+    assert instance.failed_step == "flaky"
+    types = [e.type for e in bus.events]
+    assert types.count("WorkflowCanceled") == 1
+    assert types.count("WorkflowFailed") == 1
+    assert await count(sessions, tenant, OutboxEventModel, event_type="WorkflowFailed") == 1
+
+
+async def test_retry_runs_the_failed_step_again(sessions: Sessions, new_tenant: NewTenant) -> None:
+    tenant = await new_tenant("retry")
+    engine = PersistentExecutionEngine(registry(), sessions, tenant_id=tenant)
+    failed = await engine.start_workflow("flaky", {"fail": True})
+    assert failed.status is WorkflowStatus.FAILED
+    # the cause goes away (the step reads 'fail' from the data the retry keeps, so patch the step)
+    engine.registry.get_definition("flaky").steps["flaky"].execute = _succeed  # type: ignore[method-assign]
+    done = await engine.retry(failed.id)
+    assert done.status is WorkflowStatus.COMPLETED
+    history = [(r.step_name, r.status) for r in (await engine.get_instance(failed.id)).step_history]
+    assert history == [
+        ("s1", StepStatus.SUCCEEDED),
+        ("flaky", StepStatus.FAILED),
+        ("flaky", StepStatus.SUCCEEDED),
+        ("s3", StepStatus.SUCCEEDED),
+    ]
+
+
+async def _succeed(context: object) -> None:
+    return None
+
+
+async def test_many_concurrent_instances_all_complete(sessions: Sessions, new_tenant: NewTenant) -> None:
+    tenant = await new_tenant("load")
+    engine = PersistentExecutionEngine(registry(), sessions, tenant_id=tenant)
+
+    async def one(i: int) -> bool:
+        instance = await engine.start_workflow("approval", {"n": i})
+        done = await engine.complete_human_task(instance.id, "approve", "u", {"approved": True})
+        return done.status is WorkflowStatus.COMPLETED and done.data["n"] == i
+
+    assert all(await asyncio.gather(*(one(i) for i in range(60))))
+    assert await count(sessions, tenant, WorkflowInstanceModel, status="completed") == 60
+    assert await count(sessions, tenant, StepExecutionModel) == 180
+    assert await count(sessions, tenant, OutboxEventModel, event_type="WorkflowCompleted") == 60
+
+
+async def test_no_tenant_no_start(sessions: Sessions, new_tenant: NewTenant) -> None:
+    engine = PersistentExecutionEngine(registry(), sessions)
+    with pytest.raises(TenantNotBoundError):
+        await engine.start_workflow("machines", {})
+    with pytest.raises(UnknownTenantError):
+        await engine.start_workflow("machines", {}, tenant_id=str(uuid.uuid4()))
+    tenant = await new_tenant("known")
+    with pytest.raises(InstanceNotFoundError):
+        await PersistentExecutionEngine(registry(), sessions, tenant_id=tenant).get_instance(uuid.uuid4())
+
+
+async def test_one_session_like_the_seeds(sessions: Sessions, new_tenant: NewTenant) -> None:
+    tenant = await new_tenant("seed")
+    async with sessions() as session:
+        engine = PersistentExecutionEngine(registry=registry(), session=session)
+        instance = await engine.start_workflow("approval", initial_data={"key": "value"}, tenant_id=str(tenant))
+        done = await engine.complete_human_task(instance.id, "approve", "u", {"approved": True})
+        assert done.status is WorkflowStatus.COMPLETED
+    assert await count(sessions, tenant, WorkflowInstanceModel, status="completed") == 1
