@@ -17,6 +17,7 @@ from __future__ import annotations
 from flowdeck_engine.documents.actions import ActionFunction, ActionRegistry, Platform
 from flowdeck_engine.documents.durations import format_duration, parse_duration
 from flowdeck_engine.documents.errors import (
+    PROBLEM_CODES,
     DocumentError,
     DocumentProblem,
     ForbiddenHostError,
@@ -62,10 +63,17 @@ from flowdeck_engine.documents.steps import (
     PlatformActionStep,
     SetValuesStep,
 )
-from flowdeck_engine.documents.validation import check_document, compile_document, load_definition, validate_document
+from flowdeck_engine.documents.validation import (
+    check_document,
+    compile_document,
+    load_definition,
+    load_document,
+    validate_document,
+)
 
 __all__ = [
     "FORMAT",
+    "PROBLEM_CODES",
     "SCHEMA_PATH",
     "ActionFunction",
     "ActionRegistry",
@@ -112,6 +120,7 @@ __all__ = [
     "format_duration",
     "is_forbidden_address",
     "load_definition",
+    "load_document",
     "parse_duration",
     "syntax_for",
     "validate_document",

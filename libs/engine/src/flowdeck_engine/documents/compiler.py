@@ -170,8 +170,7 @@ class StepCompiler:
     def _http(self, spec: MachineStepSpec, action: HttpAction, at: str, common: dict[str, Any]) -> BaseStep:
         problem = url_problem(action.url, self.platform.http)
         if problem is not None:
-            code = "http.host_forbidden" if "not allowed" in problem else "http.url_invalid"
-            self.add(code, problem, f"{at}/url")
+            self.add(*problem, f"{at}/url")
         if action.method == "GET" and action.body:
             self.add("http.body_not_allowed", "a GET request has no body", f"{at}/body")
         request_timeout = self.duration(action.timeout, f"{at}/timeout")
@@ -243,19 +242,24 @@ class StepCompiler:
         return TimerStep(spec.name, spec.description, duration=self.duration(spec.duration, f"{pointer}/duration"))
 
 
+_KNOWN: tuple[Any, ...] = (
+    validators.Draft4Validator,
+    validators.Draft6Validator,
+    validators.Draft7Validator,
+    validators.Draft201909Validator,
+    validators.Draft202012Validator,
+)
+_DIALECTS: dict[str, Any] = {str(c.ID_OF(c.META_SCHEMA)).rstrip("#"): c for c in _KNOWN}
 _CHECKERS: dict[Any, Any] = {}
 
 
 def _schema_checker(form: dict[str, Any]) -> Any:
     """A validator of the form's dialect against its metaschema (draft 7 unless ``$schema`` names
-    another), or None when ``$schema`` names no known dialect."""
-    dialect = form.get("$schema")
-    if dialect is None:
-        cls = validators.Draft7Validator
-    else:
-        cls = validators.validator_for(form, default=None) if type(dialect) is str else None
-        if cls is None:
-            return None
+    another), or None when ``$schema`` names no dialect known here."""
+    dialect = form.get("$schema", "http://json-schema.org/draft-07/schema")
+    cls = _DIALECTS.get(dialect.rstrip("#")) if type(dialect) is str else None
+    if cls is None:
+        return None
     checker = _CHECKERS.get(cls)
     if checker is None:  # built once per dialect: building one costs more than using it
         checker = _CHECKERS[cls] = cls(cls.META_SCHEMA, format_checker=cls.FORMAT_CHECKER)

@@ -83,33 +83,35 @@ def is_forbidden_address(address: str) -> bool:
     return not ip.is_global or ip.is_multicast
 
 
-def url_problem(url: str, policy: HttpPolicy) -> str | None:
-    """What is wrong with an ``http`` action's URL, checked without the network (None: nothing).
+def url_problem(url: str, policy: HttpPolicy) -> tuple[str, str] | None:
+    """What is wrong with an ``http`` action's URL, checked without the network: a problem code
+    and message, or None.
 
-    The URL must be ``https://`` with a host, without user info; a literal IP address or a
-    ``localhost`` name must be one the policy allows or a public address.
+    The URL must be ``https://`` with a host, without user info (``http.url_invalid``); a literal
+    IP address or a ``localhost`` name must be allowed by the policy or public (``http.host_forbidden``).
     """
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
-        return f"the URL is not valid: {exc}"
-    if parts.scheme != "https":
-        return "the URL must start with https://"
+        return "http.url_invalid", f"the URL is not valid: {exc}"
     host = (parts.hostname or "").lower()
+    if parts.scheme != "https":
+        return "http.url_invalid", "the URL must start with https://"
     if not host:
-        return "the URL has no host"
+        return "http.url_invalid", "the URL has no host"
     if parts.username is not None or parts.password is not None:
-        return "the URL must not carry user names or passwords"
+        return "http.url_invalid", "the URL must not carry user names or passwords"
     if host in policy.allowed_hosts:
         return None
-    if host == "localhost" or host.endswith(".localhost"):
-        return f"the host {host!r} is not allowed"
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    return f"the host {host!r} is not allowed" if is_forbidden_address(host) else None
+    forbidden = host == "localhost" or host.endswith(".localhost")
+    if not forbidden:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return None
+        forbidden = is_forbidden_address(host)
+    return ("http.host_forbidden", f"the host {host!r} is not allowed") if forbidden else None
 
 
 def _resolve(host: str, port: int) -> list[str]:
@@ -150,7 +152,7 @@ class StdlibTransport:
     def _send(self, request: HttpRequest) -> HttpResponse:
         problem = url_problem(request.url, self.policy)
         if problem is not None:
-            raise HttpCallError(problem, non_retryable=True)
+            raise HttpCallError(problem[1], non_retryable=True)
         parts = urlsplit(request.url)
         host = (parts.hostname or "").lower()
         port = parts.port or 443

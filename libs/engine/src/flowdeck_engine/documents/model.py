@@ -78,7 +78,17 @@ Expression = Annotated[
     Meta(
         min_length=1,
         max_length=1000,
-        description="An expression of the safe condition language, e.g. \"context.get('amount') > 100\".",
+        description="An expression of the safe condition language, e.g. \"context.get('amount') * 2\".",
+        extra={"code": "expression.invalid"},
+    ),
+]
+ConditionText = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=1000,
+        description="A condition in the safe condition language, e.g. \"context.get('amount') > 100\".",
+        extra={"code": "condition.invalid"},
     ),
 ]
 Duration = Annotated[
@@ -237,7 +247,7 @@ class EdgeSpec(_Spec):
 
     source: StepRef
     target: StepRef
-    condition: Expression | None = None
+    condition: ConditionText | None = None
     default: Annotated[bool, Meta(description="Taken only when no other edge of the source applies.")] = False
     on_timeout: Annotated[
         bool,

@@ -6,7 +6,8 @@ previous ones let through: the text (size, syntax, NUL characters); the tree as 
 non-finite numbers, keys given twice, ...); step and edge counts; the structure (types, unknown and
 missing fields, patterns); each step (expressions, durations, forms, actions); the graph
 (:meth:`WorkflowGraph.validate`, with its paths turned into pointers). A graph problem at a place
-the structure check already reported is left out.
+the structure check already reported is left out, and so are reachability problems when an edge
+is too broken to place in the graph.
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ from flowdeck_engine.steps import BaseMachineStep, GatewayStep
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from flowdeck_engine.documents.limits import DocumentLimits
     from flowdeck_engine.documents.source import Syntax
     from flowdeck_engine.graph import GraphProblem
 
 _DIGITS = re.compile(r"\d+")
+_FLOW = frozenset({"step.unreachable", "step.no_exit", "step.dead_end"})
+_FATAL: Any = object()
 
 
 def check_document(
@@ -72,6 +76,17 @@ def load_definition(
     return result.definition
 
 
+def load_document(
+    source: bytes | str | Mapping[str, Any], *, syntax: Syntax = "json", platform: Platform | None = None
+) -> tuple[WorkflowDocument, WorkflowDefinition]:
+    """The valid document and its :class:`WorkflowDefinition`, from one pass (what an upload needs:
+    the document to store, the definition to register); raises :class:`DocumentError`."""
+    result = _build(source, syntax, platform or Platform())
+    if result.document is None or result.definition is None:
+        raise DocumentError(result.problems)
+    return result.document, result.definition
+
+
 def compile_document(document: WorkflowDocument, platform: Platform | None = None) -> WorkflowDefinition:
     """The :class:`WorkflowDefinition` of a document held as Structs (checked in full again, as a
     Struct built in Python skips msgspec's checks); raises :class:`DocumentError`."""
@@ -94,29 +109,15 @@ class _Unchecked(BaseMachineStep):
 
 def _build(source: bytes | str | Mapping[str, Any], syntax: Syntax, platform: Platform) -> _Result:
     limits = platform.limits
-    if isinstance(source, (bytes, str)):
-        tree, problems = parse_text(source, syntax, limits)
-        if problems:
-            return _Result(problems)
-    else:
-        tree, problems = source, _size_problems(source, limits.max_bytes)
-        if problems:
-            return _Result(problems)
-    problems = tree_problems(tree, limits)
-    if any(p.code == "value.repeated" for p in problems):
+    tree, problems = _read(source, syntax, limits)
+    if tree is _FATAL:
         return _Result(problems)
-    if not isinstance(tree, dict):
-        return _Result([*problems, DocumentProblem("type.invalid", "a document is an object (a mapping)")])
     steps_raw, edges_raw = _items(tree.get("steps")), _items(tree.get("edges"))
-    if len(steps_raw) > limits.max_steps:
-        problems.append(
-            DocumentProblem("limit.steps", f"{len(steps_raw)} steps; the limit is {limits.max_steps}", "/steps")
-        )
-    if len(edges_raw) > limits.max_edges:
-        problems.append(
-            DocumentProblem("limit.edges", f"{len(edges_raw)} edges; the limit is {limits.max_edges}", "/edges")
-        )
-    structural = structure_problems(tree, WorkflowDocument)
+    for what, items, limit in (("steps", steps_raw, limits.max_steps), ("edges", edges_raw, limits.max_edges)):
+        if len(items) > limit:
+            problems.append(DocumentProblem(f"limit.{what}", f"{len(items)} {what}; the limit is {limit}", f"/{what}"))
+    seen = {p.pointer for p in problems}
+    structural = [p for p in structure_problems(tree, WorkflowDocument) if p.pointer not in seen]
     problems += structural
     broken = {_element(p.pointer) for p in problems}
     compiler = StepCompiler(platform)
@@ -132,17 +133,10 @@ def _build(source: bytes | str | Mapping[str, Any], syntax: Syntax, platform: Pl
         initial_step=_text(tree.get("initial_step")),
         terminal_steps=set(terminal),
     )
-    graph = definition.get_graph()
-    for name, step in steps.items():
-        exclusive = isinstance(step, GatewayStep) and step.mode is GatewayMode.EXCLUSIVE
-        if exclusive and not any(edge.default for edge in graph.edges_from(name)):
-            message = f"exclusive gateway {name!r} needs a default edge (taken when no condition holds)"
-            problems.append(DocumentProblem("gateway.no_default", message, f"/steps/{index[name]}"))
     reported = {p.pointer for p in structural}
-    for problem in graph.validate():
-        mapped = _graph_problem(problem, index, edge_index, terminal)
-        if not any(at in reported for at in _ancestors(mapped.pointer)):
-            problems.append(mapped)
+    for problem in _graph_problems(definition, index, edge_index, terminal, complete=len(edges) == len(edges_raw)):
+        if not any(at in reported for at in _ancestors(problem.pointer)):
+            problems.append(problem)
     problems += compiler.problems
     if problems:
         problems.sort(key=_order)
@@ -152,6 +146,50 @@ def _build(source: bytes | str | Mapping[str, Any], syntax: Syntax, platform: Pl
     except msgspec.ValidationError as exc:  # pragma: no cover - the structure check covers msgspec's
         return _Result([DocumentProblem("type.invalid", str(exc))])
     return _Result([], document, definition)
+
+
+def _read(
+    source: bytes | str | Mapping[str, Any], syntax: Syntax, limits: DocumentLimits
+) -> tuple[Any, list[DocumentProblem]]:
+    """The parsed document and the problems of its text and tree; the tree is ``_FATAL`` when
+    nothing more can be checked."""
+    if isinstance(source, (bytes, str)):
+        tree, problems = parse_text(source, syntax, limits)
+    else:
+        tree, problems = source, _size_problems(source, limits.max_bytes)
+    if problems:
+        return _FATAL, problems
+    problems = tree_problems(tree, limits)
+    if any(p.code == "value.repeated" for p in problems):
+        return _FATAL, problems
+    if not isinstance(tree, dict):
+        return _FATAL, [*problems, DocumentProblem("type.invalid", "a document is an object (a mapping)")]
+    return tree, problems
+
+
+def _graph_problems(
+    definition: WorkflowDefinition,
+    index: dict[str, int],
+    edge_index: list[int],
+    terminal: dict[str, int],
+    *,
+    complete: bool,
+) -> list[DocumentProblem]:
+    """The engine's graph problems as document problems, and the gateways without a default edge.
+
+    When some edge could not be placed in the graph (``complete`` False), reachability is not judged.
+    """
+    graph = definition.get_graph()
+    problems: list[DocumentProblem] = []
+    for name, step in definition.steps.items():
+        exclusive = isinstance(step, GatewayStep) and step.mode is GatewayMode.EXCLUSIVE
+        if exclusive and not any(edge.default for edge in graph.edges_from(name)):
+            message = f"exclusive gateway {name!r} needs a default edge (taken when no condition holds)"
+            problems.append(DocumentProblem("gateway.no_default", message, f"/steps/{index[name]}"))
+    for problem in graph.validate():
+        if complete or problem.code not in _FLOW:
+            problems.append(_graph_problem(problem, index, edge_index, terminal))
+    return problems
 
 
 def _size_problems(tree: Mapping[str, Any], max_bytes: int) -> list[DocumentProblem]:

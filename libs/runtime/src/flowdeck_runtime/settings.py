@@ -1,0 +1,162 @@
+"""Settings: environment-backed frozen dataclasses behind one cached accessor.
+
+Every variable is optional; the defaults run the embedded mode (SQLite, no Redis, a generated
+development secret). Importing this module reads nothing: :func:`get_settings` does, once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flowdeck_engine import ValidationError
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationError(f"{name} must be an integer, not {raw!r}") from None
+
+
+def _list(name: str, default: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in _env(name, default).split(",") if part.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    """Where the truth lives. ``url`` is used by the services; ``admin_url`` by migrations."""
+
+    url: str
+    admin_url: str
+    pool_size: int = 10
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether this is the embedded SQLite database (no row-level security there)."""
+        return self.url.startswith("sqlite")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """Redis wakes workers and shares rate limits across API processes; None in embedded mode."""
+
+    url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """How bearer tokens are verified.
+
+    Production reads keys from ``jwks_url`` (asymmetric algorithms only); development signs with
+    a shared secret generated into ``dev_secret_file`` on first use, never committed.
+    """
+
+    issuer: str
+    audience: str
+    algorithms: tuple[str, ...]
+    jwks_url: str | None
+    dev_secret_file: Path
+    leeway_seconds: int = 30
+    tenant_claim: str = "tenant"
+    groups_claim: str = "groups"
+    roles_claim: str = "roles"
+
+    def __post_init__(self) -> None:
+        symmetric = {a for a in self.algorithms if a.startswith("HS")}
+        if not self.algorithms:
+            raise ValidationError("FLOWDECK_JWT_ALGORITHMS names no algorithm")
+        if symmetric and len(symmetric) != len(self.algorithms):
+            raise ValidationError("never mix HS* and asymmetric JWT algorithms")
+        if self.jwks_url and symmetric:
+            raise ValidationError("a JWKS URL needs asymmetric algorithms (RS*, ES*, PS*, EdDSA)")
+        if not self.jwks_url and not symmetric:
+            raise ValidationError("asymmetric JWT algorithms need FLOWDECK_JWKS_URL")
+
+    def dev_secret(self) -> str:
+        """The development signing secret, generated (mode 0600) the first time."""
+        path = self.dev_secret_file
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """Caps that keep one tenant (or one request) from hurting the others."""
+
+    max_body_bytes: int = 1_048_576
+    max_definition_bytes: int = 262_144
+    max_json_depth: int = 32
+    starts_per_minute: int = 600
+    max_running_instances: int = 10_000
+    default_page_size: int = 50
+    max_page_size: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """All of Flowdeck's settings."""
+
+    mode: str
+    database: DatabaseSettings
+    redis: RedisSettings
+    auth: AuthSettings
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    service_name: str = "flowdeck"
+
+    @property
+    def embedded(self) -> bool:
+        """Whether Flowdeck runs embedded: SQLite, in-process worker and scheduler, no Redis."""
+        return self.mode == "embedded"
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment (``FLOWDECK_*``; ``OTEL_*`` is read by the SDK)."""
+    home = Path(_env("FLOWDECK_HOME", ".flowdeck"))
+    mode = _env("FLOWDECK_MODE", "embedded")
+    if mode not in {"embedded", "production"}:
+        raise ValidationError(f"FLOWDECK_MODE must be 'embedded' or 'production', not {mode!r}")
+    url = _env("FLOWDECK_DATABASE_URL", f"sqlite+aiosqlite:///{home / 'flowdeck.db'}")
+    jwks_url = os.environ.get("FLOWDECK_JWKS_URL") or None
+    return Settings(
+        mode=mode,
+        database=DatabaseSettings(
+            url=url,
+            admin_url=_env("FLOWDECK_DATABASE_ADMIN_URL", url),
+            pool_size=_int("FLOWDECK_DATABASE_POOL_SIZE", 10),
+        ),
+        redis=RedisSettings(url=os.environ.get("FLOWDECK_REDIS_URL") or None),
+        auth=AuthSettings(
+            issuer=_env("FLOWDECK_JWT_ISSUER", "flowdeck-dev"),
+            audience=_env("FLOWDECK_JWT_AUDIENCE", "flowdeck"),
+            algorithms=_list("FLOWDECK_JWT_ALGORITHMS", "RS256" if jwks_url else "HS256"),
+            jwks_url=jwks_url,
+            dev_secret_file=Path(_env("FLOWDECK_DEV_SECRET_FILE", str(home / "dev-secret"))),
+            leeway_seconds=_int("FLOWDECK_JWT_LEEWAY", 30),
+        ),
+        limits=LimitSettings(
+            starts_per_minute=_int("FLOWDECK_STARTS_PER_MINUTE", 600),
+            max_running_instances=_int("FLOWDECK_MAX_RUNNING_INSTANCES", 10_000),
+        ),
+        service_name=_env("OTEL_SERVICE_NAME", "flowdeck"),
+    )
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return load_settings()

@@ -1,0 +1,271 @@
+"""Instances: start (idempotently), read, list, cancel, retry."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from flowdeck_api.domain.definitions.service import DefinitionService
+from flowdeck_api.domain.instances.schemas import (
+    InstancePage,
+    InstanceRead,
+    InstanceStart,
+    InstanceSummary,
+    StepRead,
+)
+from flowdeck_api.errors import ApiError, not_found
+from flowdeck_api.pagination import decode_cursor, encode_cursor
+from flowdeck_engine import WorkflowStatus
+from flowdeck_store import IdempotencyKeyModel, StepExecutionModel, WorkflowInstanceModel
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from flowdeck_api.auth import Principal
+    from flowdeck_api.workflows import Tenants
+    from flowdeck_engine import WorkflowInstance
+
+Row = WorkflowInstanceModel
+LIVE = (WorkflowStatus.RUNNING.value, WorkflowStatus.WAITING.value, WorkflowStatus.PENDING.value)
+
+
+def _summary(row: WorkflowInstanceModel) -> InstanceSummary:
+    return InstanceSummary(
+        id=row.id,
+        workflow=row.workflow_name,
+        version=row.workflow_version,
+        status=row.status,
+        current_steps=list(row.current_steps or []),
+        error=row.error,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        created_by=row.created_by,
+    )
+
+
+def read_of(instance: WorkflowInstance) -> InstanceRead:
+    """The read model of an engine instance."""
+    return InstanceRead(
+        id=instance.id,
+        workflow=instance.workflow_name,
+        version=instance.workflow_version,
+        status=instance.status.value,
+        current_steps=instance.current_steps,
+        error=instance.error,
+        started_at=instance.started_at,
+        completed_at=instance.completed_at,
+        created_by=instance.created_by,
+        context=dict(instance.context.data),
+        steps=[
+            StepRead(
+                step_name=r.step_name,
+                step_type=r.step_type.value,
+                status=r.status.value,
+                attempt=r.attempt,
+                started_at=r.started_at,
+                completed_at=r.completed_at,
+                error=r.error,
+                completed_by=r.completed_by,
+            )
+            for r in instance.step_history
+        ],
+    )
+
+
+class InstanceService:
+    """One principal's view of its tenant's instances: admins see all, others the ones they started."""
+
+    def __init__(self, tenants: Tenants, principal: Principal, *, max_running: int = 10_000) -> None:
+        self.tenants = tenants
+        self.principal = principal
+        self.tenant = principal.tenant_id
+        self.max_running = max_running
+
+    def _visible(self) -> Any:
+        clause = Row.tenant_id == self.tenant
+        return clause if self.principal.is_admin else and_(clause, Row.created_by == self.principal.user_id)
+
+    async def start(self, request: InstanceStart, idempotency_key: str | None) -> tuple[InstanceRead, bool]:
+        """Start an instance; with an idempotency key a retried start returns the first result.
+
+        Returns the instance and whether it was created by this call.
+        """
+        fingerprint = hashlib.sha256(msgspec.json.encode(request)).hexdigest()
+        if idempotency_key is not None:
+            earlier = await self._claim_key(idempotency_key, fingerprint)
+            if earlier is not None:
+                return earlier, False
+        try:
+            read = await self._start(request)
+        except BaseException:
+            if idempotency_key is not None:
+                await self._release_key(idempotency_key)
+            raise
+        if idempotency_key is not None:
+            async with self.tenants.transaction(self.tenant) as session:
+                await session.execute(
+                    update(IdempotencyKeyModel)
+                    .where(*self._key_clause(idempotency_key))
+                    .values(response=msgspec.to_builtins(read))
+                )
+        return read, True
+
+    async def _start(self, request: InstanceStart) -> InstanceRead:
+        definition = await DefinitionService(self.tenants, self.tenant).resolve(request.workflow, request.version)
+        async with self.tenants.transaction(self.tenant) as session:
+            running = (
+                await session.execute(
+                    select(func.count()).select_from(Row).where(Row.tenant_id == self.tenant, Row.status.in_(LIVE))
+                )
+            ).scalar_one()
+        if running >= self.max_running:
+            raise ApiError(
+                429,
+                "too_many_running",
+                f"the tenant has {running} running instances; the cap is {self.max_running}",
+                headers={"Retry-After": "10"},
+            )
+        engine = self.tenants.engine(self.tenant)
+        instance = await engine.start_workflow(
+            definition.name,
+            request.input,
+            definition.version,
+            tenant_id=self.tenant,
+            created_by=self.principal.user_id,
+        )
+        return read_of(instance)
+
+    def _key_clause(self, key: str) -> tuple[Any, ...]:
+        model = IdempotencyKeyModel
+        return (model.tenant_id == self.tenant, model.scope == "instances.start", model.key == key)
+
+    async def _claim_key(self, key: str, fingerprint: str) -> InstanceRead | None:
+        model = IdempotencyKeyModel
+        try:
+            async with self.tenants.transaction(self.tenant) as session:
+                session.add(model(tenant_id=self.tenant, scope="instances.start", key=key, request_hash=fingerprint))
+            return None
+        except IntegrityError:
+            pass
+        async with self.tenants.transaction(self.tenant) as session:
+            row = (await session.execute(select(model).where(*self._key_clause(key)))).scalar_one()
+        if row.request_hash != fingerprint:
+            raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for a different request")
+        if row.response is None:
+            raise ApiError(
+                409, "idempotency_in_progress", "a request with this key is in progress", headers={"Retry-After": "1"}
+            )
+        return msgspec.convert(row.response, InstanceRead)
+
+    async def _release_key(self, key: str) -> None:
+        async with self.tenants.transaction(self.tenant) as session:
+            await session.execute(
+                delete(IdempotencyKeyModel).where(*self._key_clause(key), IdempotencyKeyModel.response.is_(None))
+            )
+
+    async def get(self, instance_id: UUID) -> InstanceRead:
+        """One instance with its context and history (404 when not visible)."""
+        async with self.tenants.transaction(self.tenant) as session:
+            row = (
+                await session.execute(select(Row).where(Row.id == instance_id, self._visible()))
+            ).scalar_one_or_none()
+            if row is None:
+                raise not_found("instance")
+            steps = (
+                (
+                    await session.execute(
+                        select(StepExecutionModel)
+                        .where(StepExecutionModel.tenant_id == self.tenant, StepExecutionModel.instance_id == row.id)
+                        .order_by(StepExecutionModel.seq)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        summary = msgspec.structs.asdict(_summary(row))
+        return InstanceRead(
+            **summary,
+            context=dict(row.context_data or {}),
+            steps=[
+                StepRead(
+                    step_name=s.step_name,
+                    step_type=s.step_type,
+                    status=s.status,
+                    attempt=s.attempt,
+                    started_at=s.started_at,
+                    completed_at=s.completed_at,
+                    error=s.error,
+                    completed_by=s.completed_by,
+                )
+                for s in steps
+            ],
+        )
+
+    async def list(
+        self,
+        *,
+        workflow: str | None,
+        status: str | None,
+        created_by: str | None,
+        started_after: datetime | None,
+        started_before: datetime | None,
+        cursor: str | None,
+        limit: int,
+    ) -> InstancePage:
+        """Instances newest first, filtered, a page at a time."""
+        query = select(Row).where(self._visible())
+        if workflow is not None:
+            query = query.where(Row.workflow_name == workflow)
+        if status is not None:
+            query = query.where(Row.status == status)
+        if created_by is not None:
+            query = query.where(Row.created_by == created_by)
+        if started_after is not None:
+            query = query.where(Row.started_at >= started_after)
+        if started_before is not None:
+            query = query.where(Row.started_at < started_before)
+        if cursor is not None:
+            at, last = decode_cursor(cursor, 2)
+            try:
+                at_time = datetime.fromisoformat(at)
+            except (TypeError, ValueError):
+                raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out") from None
+            query = query.where(or_(Row.started_at < at_time, and_(Row.started_at == at_time, Row.id < last)))
+        query = query.order_by(Row.started_at.desc(), Row.id.desc()).limit(limit + 1)
+        async with self.tenants.transaction(self.tenant) as session:
+            rows = (await session.execute(query)).scalars().all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].started_at.isoformat(), str(rows[-1].id)) if more and rows else None
+        return InstancePage(items=[_summary(r) for r in rows], next_cursor=next_cursor)
+
+    async def _owned(self, instance_id: UUID) -> WorkflowInstanceModel:
+        async with self.tenants.transaction(self.tenant) as session:
+            row = (
+                await session.execute(select(Row).where(Row.id == instance_id, self._visible()))
+            ).scalar_one_or_none()
+        if row is None:
+            raise not_found("instance")
+        await self.tenants.prepare(self.tenant, row.id)
+        return row
+
+    async def cancel(self, instance_id: UUID, reason: str) -> InstanceRead:
+        """Cancel a running or waiting instance (409 when it has ended)."""
+        await self._owned(instance_id)
+        return read_of(await self.tenants.engine(self.tenant).cancel_workflow(instance_id, reason))
+
+    async def retry(self, instance_id: UUID, from_step: str | None) -> InstanceRead:
+        """Resume a failed instance (409 when it has not failed)."""
+        await self._owned(instance_id)
+        return read_of(await self.tenants.engine(self.tenant).retry(instance_id, from_step))
+
+    async def mermaid(self, instance_id: UUID) -> str:
+        """The definition's diagram with this instance's progress marked."""
+        row = await self._owned(instance_id)
+        instance = await self.tenants.engine(self.tenant).get_instance(row.id)
+        return instance.to_mermaid()

@@ -1,0 +1,139 @@
+"""The seeds' ``WorkflowPlugin``: the workflow routes, mountable in any Litestar app.
+
+A Python developer mounts them in their own app with their own guards::
+
+    app = Litestar(plugins=[WorkflowPlugin(config=WorkflowPluginConfig(
+        enable_api=True, api_path_prefix="/workflows", api_guards=[my_guard]))])
+
+The hosted API (:func:`flowdeck_api.app.create_app`) is this plugin at ``/v1`` plus health checks,
+OpenAPI and OpenTelemetry. Requests to the routes must carry a bearer token (``authenticate``,
+the default) or, with ``authenticate=False``, the app's own middleware must put a
+:class:`~flowdeck_api.auth.Principal` in ``scope["user"]``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from litestar.middleware.base import DefineMiddleware
+from litestar.plugins import InitPluginProtocol
+from litestar.router import Router
+from sqlalchemy import select
+
+from flowdeck_api.auth import JwksKeySource, SecretKeySource, TokenVerifier
+from flowdeck_api.bodies import checked_json
+from flowdeck_api.domain.definitions.controller import DefinitionController
+from flowdeck_api.domain.instances.controller import InstanceController
+from flowdeck_api.domain.tasks.controller import AdminTaskController, TaskController
+from flowdeck_api.errors import EXCEPTION_HANDLERS
+from flowdeck_api.security import BearerAuthMiddleware
+from flowdeck_api.workflows import Tenants
+from flowdeck_runtime.settings import Settings, get_settings
+from flowdeck_store import TenantModel, TenantStatus, create_engine, session_factory
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from litestar import Litestar
+    from litestar.config.app import AppConfig
+    from litestar.types import Guard
+
+    from flowdeck_api.auth import KeySource, Principal
+
+ROUTE_HANDLERS = (DefinitionController, InstanceController, TaskController, AdminTaskController)
+_TENANT_TTL = 30.0
+
+
+@dataclass
+class WorkflowPluginConfig:
+    """How the workflow routes are mounted."""
+
+    enable_api: bool = True
+    api_path_prefix: str = "/workflows"
+    api_guards: Sequence[Guard] = field(default_factory=list)
+    authenticate: bool = True
+    settings: Settings | None = None
+
+
+class _TenantStatusCache:
+    """Whether a tenant may call the API: its row exists and is active (cached for 30 s)."""
+
+    def __init__(self, tenants: Tenants) -> None:
+        self._tenants = tenants
+        self._seen: dict[Any, tuple[float, bool]] = {}
+
+    async def __call__(self, principal: Principal) -> bool:
+        now = time.monotonic()
+        cached = self._seen.get(principal.tenant_id)
+        if cached is not None and now - cached[0] < _TENANT_TTL:
+            return cached[1]
+        async with self._tenants.transaction(principal.tenant_id) as session:
+            status = (
+                await session.execute(select(TenantModel.status).where(TenantModel.id == principal.tenant_id))
+            ).scalar_one_or_none()
+        active = status == TenantStatus.ACTIVE.value or status == TenantStatus.ACTIVE
+        if len(self._seen) > 100_000:
+            self._seen.clear()
+        self._seen[principal.tenant_id] = (now, active)
+        return active
+
+
+class WorkflowPlugin(InitPluginProtocol):
+    """Mounts the workflow API (definitions, instances, tasks) and what it needs."""
+
+    def __init__(self, config: WorkflowPluginConfig | None = None) -> None:
+        self.config = config or WorkflowPluginConfig()
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        """Add the routes, the error handlers, the body checks, and the app state they use."""
+        config = self.config
+        settings = config.settings or get_settings()
+        db_engine = create_engine(settings.database.url)
+        tenants = Tenants(session_factory(db_engine))
+        keys: KeySource = (
+            JwksKeySource(settings.auth.jwks_url)
+            if settings.auth.jwks_url
+            else SecretKeySource(settings.auth.dev_secret())
+        )
+        state = app_config.state
+        state.settings = settings
+        state.db_engine = db_engine
+        state.dialect = db_engine.dialect.name
+        state.tenants = tenants
+        state.verifier = TokenVerifier(settings.auth, keys)
+        state.tenant_active = _TenantStatusCache(tenants)
+        for exc_type, handler in EXCEPTION_HANDLERS.items():
+            app_config.exception_handlers.setdefault(exc_type, handler)
+        app_config.before_request = app_config.before_request or _body_check(settings.limits.max_json_depth)
+        app_config.on_shutdown.append(_dispose)
+        if config.enable_api:
+            middleware = [DefineMiddleware(BearerAuthMiddleware)] if config.authenticate else []
+            app_config.route_handlers.append(
+                Router(
+                    path=config.api_path_prefix,
+                    route_handlers=list(ROUTE_HANDLERS),
+                    guards=list(config.api_guards),
+                    middleware=middleware,
+                )
+            )
+        return app_config
+
+
+def _body_check(max_depth: int) -> Any:
+    check = checked_json(max_depth)
+
+    async def before(request: Any) -> None:
+        if request.route_handler.opt.get("raw_body"):
+            return
+        await check(request)
+
+    return before
+
+
+async def _dispose(app: Litestar) -> None:
+    await app.state.db_engine.dispose()
+
+
+__all__ = ["WorkflowPlugin", "WorkflowPluginConfig"]

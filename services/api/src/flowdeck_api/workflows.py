@@ -1,0 +1,108 @@
+"""Per-tenant registries and engines: each tenant's definitions are its own.
+
+A tenant's definitions are compiled from its ``workflow_definitions`` rows the first time they are
+needed and kept in that tenant's registry (versions are immutable, so the cache never goes stale;
+which version is *active* is always read from the database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from flowdeck_api.errors import not_found
+from flowdeck_engine import WorkflowRegistry
+from flowdeck_engine.documents import Platform, load_definition
+from flowdeck_store import PersistentExecutionEngine, WorkflowDefinitionModel, WorkflowInstanceModel, bind_tenant
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from uuid import UUID
+
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from flowdeck_engine import Clock, EventBus, WorkflowDefinition
+
+
+class Tenants:
+    """Sessions bound to one tenant, and each tenant's registry and engine (an LRU of them)."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        platform: Platform | None = None,
+        event_bus: EventBus | None = None,
+        clock: Clock | None = None,
+        max_cached: int = 512,
+    ) -> None:
+        self.sessions = sessions
+        self.platform = platform or Platform()
+        self._bus = event_bus
+        self._clock = clock
+        self._max = max_cached
+        self._engines: OrderedDict[UUID, PersistentExecutionEngine] = OrderedDict()
+        self._locks: dict[tuple[UUID, str, str], asyncio.Lock] = {}
+
+    @asynccontextmanager
+    async def transaction(self, tenant: UUID) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction for ``tenant`` (row-level security applies), committed at the end."""
+        async with self.sessions() as session:
+            bind_tenant(session, tenant)
+            async with session.begin():
+                yield session
+
+    def engine(self, tenant: UUID) -> PersistentExecutionEngine:
+        """The tenant's engine (its registry holds the definitions loaded so far)."""
+        engine = self._engines.get(tenant)
+        if engine is None:
+            engine = PersistentExecutionEngine(
+                WorkflowRegistry(), self.sessions, self._bus, tenant_id=tenant, clock=self._clock
+            )
+            self._engines[tenant] = engine
+            if len(self._engines) > self._max:
+                self._engines.popitem(last=False)
+        else:
+            self._engines.move_to_end(tenant)
+        return engine
+
+    async def prepare(self, tenant: UUID, instance_id: UUID) -> PersistentExecutionEngine:
+        """The tenant's engine, ready to load ``instance_id`` (its definition compiled; 404 if none)."""
+        model = WorkflowInstanceModel
+        async with self.transaction(tenant) as session:
+            found = (
+                await session.execute(
+                    select(model.workflow_name, model.workflow_version).where(
+                        model.tenant_id == tenant, model.id == instance_id
+                    )
+                )
+            ).one_or_none()
+        if found is None:
+            raise not_found("instance")
+        await self.definition(tenant, found[0], found[1])
+        return self.engine(tenant)
+
+    async def definition(self, tenant: UUID, name: str, version: str) -> WorkflowDefinition:
+        """The compiled definition ``name`` at ``version`` of ``tenant`` (404 when it has none)."""
+        registry = self.engine(tenant).registry
+        if registry.has_definition(name, version):
+            return registry.get_definition(name, version)
+        async with self._locks.setdefault((tenant, name, version), asyncio.Lock()):
+            if not registry.has_definition(name, version):
+                model = WorkflowDefinitionModel
+                async with self.transaction(tenant) as session:
+                    document = (
+                        await session.execute(
+                            select(model.definition_json).where(
+                                model.tenant_id == tenant, model.name == name, model.version == version
+                            )
+                        )
+                    ).scalar_one_or_none()
+                if document is None:
+                    raise not_found(f"workflow {name!r} version {version!r}")
+                registry.register_definition(load_definition(document, platform=self.platform))
+        return registry.get_definition(name, version)
