@@ -11,7 +11,7 @@ export UV_PYTHON := $(shell command -v $(PYTHON))
 # Byte-code caching makes imports and test collection 2-3x faster.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install run test lint format bench clean
+.PHONY: help install run example test lint format bench clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,7 +23,10 @@ $(VENV)/.installed: pyproject.toml uv.lock $(wildcard libs/*/pyproject.toml serv
 
 install: $(VENV)/.installed ## Install uv (when missing) and the locked environment in .venv
 
-run: install ## Run Flowdeck (for now: the expense-approval example, showing what happened)
+run: install ## Run Flowdeck on the embedded default (SQLite, in-process worker) with a demo tenant
+	$(VENV)/bin/python -m flowdeck_api.embedded
+
+example: install ## Run the quickstart's expense-approval example in-process and show what happened
 	$(VENV)/bin/python examples/show_expense_approval.py
 
 test: install ## Run the whole test suite
@@ -40,6 +43,8 @@ format: install ## Format the code and apply safe lint fixes
 
 bench: install ## Run the benchmarks (side by side with their peers; not part of `make test`)
 	$(VENV)/bin/python bench/engine_local.py
+	$(VENV)/bin/python bench/documents_validate.py
+	$(VENV)/bin/python bench/store_persistent.py
 
 clean: ## Remove the environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .bench

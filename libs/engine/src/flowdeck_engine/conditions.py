@@ -26,6 +26,7 @@ is only defined between two numbers or two strings. Error messages name types, n
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 from dataclasses import dataclass
@@ -153,8 +154,17 @@ def compile_condition(source: str, limits: ConditionLimits = DEFAULT_LIMITS) -> 
 
     Raises :class:`ConditionLimitError` when a size cap is exceeded and
     :class:`ConditionSyntaxError` when the source is not valid or uses anything outside the
-    condition language. Surrounding whitespace is ignored.
+    condition language. Surrounding whitespace is ignored. Compiled conditions are immutable,
+    so the most recent few thousand are kept and shared (a definition's conditions are compiled
+    when it is validated and again when its kernel is built).
     """
+    if not isinstance(source, str):  # a tenant's document may put anything here
+        raise ConditionSyntaxError("", "a condition must be a string")
+    return _compile(source, limits)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile(source: str, limits: ConditionLimits) -> Condition:
     raw: object = source
     if not isinstance(raw, str):
         raise ConditionSyntaxError("", "a condition must be a string")
@@ -177,19 +187,27 @@ def compile_condition(source: str, limits: ConditionLimits = DEFAULT_LIMITS) -> 
 
 
 def _check_size(source: str, tree: ast.Expression, limits: ConditionLimits) -> None:
-    """Count nodes and measure depth without recursion."""
+    """Count nodes and measure depth, a level at a time (no recursion, no generators)."""
     nodes = 0
-    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, ast.expr_context):
-            continue
-        nodes += 1
-        if nodes > limits.max_nodes:
-            raise ConditionLimitError(source, f"more than {limits.max_nodes} syntax nodes")
+    depth = 0
+    level: list[ast.AST] = [tree]
+    while level:
         if depth > limits.max_depth:
             raise ConditionLimitError(source, f"nested deeper than {limits.max_depth} levels")
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+        nodes += len(level)
+        if nodes > limits.max_nodes:
+            raise ConditionLimitError(source, f"more than {limits.max_nodes} syntax nodes")
+        below: list[ast.AST] = []
+        for node in level:
+            for name in node._fields:
+                value = getattr(node, name, None)
+                if isinstance(value, ast.AST):
+                    if not isinstance(value, ast.expr_context):
+                        below.append(value)
+                elif isinstance(value, list):
+                    below.extend(item for item in value if isinstance(item, ast.AST))
+        level = below
+        depth += 1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -292,6 +292,9 @@ class LocalExecutionEngine:
                 continue
             if self.event_bus is not None:
                 await self._emit(before, merged, events[0], instance)
+            cause = events[0]
+            if isinstance(cause, TaskCompleted | CallbackReceived):
+                self.dispatcher.cancel(instance.id, cause.step)  # its escalation or timeout is moot
             ready = self._carry_out(instance, kernel, merged)
             if len(transitions) > 1:
                 active = merged.state.active

@@ -20,7 +20,11 @@ class Step(Protocol):
 
     name: str
     description: str
-    step_type: StepType
+
+    @property
+    def step_type(self) -> StepType:
+        """What kind of step this is (a class attribute on the base classes)."""
+        ...
 
     async def execute(self, context: WorkflowContext) -> Any:
         """Do the step's work, reading and writing ``context``."""

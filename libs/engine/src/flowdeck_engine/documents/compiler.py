@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from jsonschema import exceptions as schema_errors  # type: ignore[import-untyped, unused-ignore]
-from jsonschema import validators  # type: ignore[import-untyped, unused-ignore]
+from jsonschema import exceptions as schema_errors
+from jsonschema import validators
 
 from flowdeck_engine.conditions import compile_condition
 from flowdeck_engine.documents.durations import parse_duration

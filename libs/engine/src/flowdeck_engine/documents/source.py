@@ -16,7 +16,7 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
-import yaml  # type: ignore[import-untyped, unused-ignore]
+import yaml
 
 from flowdeck_engine.documents.errors import DocumentProblem
 from flowdeck_engine.documents.pointers import escape

@@ -17,7 +17,7 @@ from flowdeck_api.domain.definitions.schemas import (
     GraphRead,
 )
 from flowdeck_api.errors import ApiError, not_found
-from flowdeck_engine.documents import export_document, load_definition
+from flowdeck_engine.documents import load_document
 from flowdeck_engine.registry import version_key
 from flowdeck_store import WorkflowDefinitionModel
 from flowdeck_store.changes import definition_row_id
@@ -71,8 +71,8 @@ class DefinitionService:
 
     async def upload(self, body: bytes, syntax: Syntax) -> DefinitionRead:
         """Validate a document and store it as a new, active version (409 when that version exists)."""
-        definition = load_definition(body, syntax=syntax, platform=self.tenants.platform)
-        document = msgspec.to_builtins(export_document(definition))
+        parsed, definition = load_document(body, syntax=syntax, platform=self.tenants.platform)
+        document = msgspec.to_builtins(parsed)
         try:
             async with self.tenants.transaction(self.tenant) as session:
                 row = Model(

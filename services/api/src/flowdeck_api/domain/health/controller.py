@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get
+from litestar.openapi import ResponseSpec
 from sqlalchemy import text
 
 
@@ -27,7 +28,11 @@ class HealthController(Controller):
         """Always ok while the process serves requests."""
         return Health(status="ok")
 
-    @get("/ready", summary="The database (and Redis, when configured) answer", responses={503: None})  # type: ignore[dict-item]
+    @get(
+        "/ready",
+        summary="The database (and Redis, when configured) answer",
+        responses={503: ResponseSpec(data_container=Health, description="A dependency does not answer")},
+    )
     async def ready(self, request: Request[Any, Any, Any]) -> Response[Health]:
         """200 when every dependency answers, else 503 naming the one that did not."""
         state = request.app.state
