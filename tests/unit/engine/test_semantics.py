@@ -686,3 +686,52 @@ async def test_a_human_steps_record_spans_from_task_opened_to_completed(h: Harne
     await h.engine.complete_human_task(instance.id, "approve", "bob", {})
     record = instance.step_history[0]
     assert (record.started_at, record.completed_at) == (opened, opened + timedelta(hours=5))
+
+
+# --- workers: a step queue, resume, timers fired from outside ----------------------------------------
+
+
+class ListQueue:
+    def __init__(self) -> None:
+        self.items: list[tuple[Any, list[str]]] = []
+
+    async def enqueue(self, instance: Any, steps: list[str]) -> None:
+        self.items.append((instance.id, steps))
+
+
+async def test_with_a_step_queue_a_worker_runs_the_machine_steps(h: Harness) -> None:
+    from flowdeck_engine import LocalExecutionEngine
+
+    h.register(
+        definition(
+            [Set("a"), Set("b"), Approve(), Set("c")], [Edge("a", "b"), Edge("b", "approve"), Edge("approve", "c")]
+        )
+    )
+    queue = ListQueue()
+    api = LocalExecutionEngine(h.registry, h.engine.persistence, clock=h.clock, step_queue=queue)
+    worker = LocalExecutionEngine(h.registry, h.engine.persistence, clock=h.clock)
+    instance = await api.start_workflow("wf")
+    assert instance.status is WorkflowStatus.RUNNING and instance.step_history == []
+    assert queue.items == [(instance.id, ["a"])]
+    await worker.resume(instance.id)
+    assert instance.status is WorkflowStatus.WAITING and instance.context.get("trail") == ["a", "b"]
+    await worker.resume(instance.id)  # a duplicate message: nothing is due
+    assert [r.step_name for r in instance.step_history] == ["a", "b"]
+    await api.complete_human_task(instance.id, "approve", "bob", {})
+    assert queue.items[-1] == (instance.id, ["c"]) and instance.status is WorkflowStatus.RUNNING
+    await worker.resume(instance.id)
+    assert instance.status is WorkflowStatus.COMPLETED
+
+
+async def test_timers_and_deadlines_can_be_fired_from_outside(h: Harness) -> None:
+    from flowdeck_engine import LocalExecutionEngine
+
+    steps = [TimerStep("wait", duration=timedelta(hours=1)), WebhookStep("hook", timeout=timedelta(hours=1)), Set("z")]
+    h.register(definition(steps, [Edge("wait", "hook"), Edge("hook", "z")]))
+    instance = await h.engine.start_workflow("wf")
+    scheduler = LocalExecutionEngine(h.registry, h.engine.persistence, clock=h.clock)
+    await scheduler.fire_timer(instance.id, "wait")
+    assert instance.current_step == "hook"
+    await scheduler.fire_timer(instance.id, "wait")  # late duplicate: no-op
+    await scheduler.expire_wait(instance.id, "hook")
+    assert instance.status is WorkflowStatus.FAILED and "StepTimeoutError" in (instance.error or "")

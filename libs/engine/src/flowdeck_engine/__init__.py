@@ -51,7 +51,7 @@ from flowdeck_engine.kernel import InstanceState, Kernel, Transition
 from flowdeck_engine.local import ExecutionEngine, LocalExecutionEngine
 from flowdeck_engine.memory import ClockDispatcher, InMemoryInstanceStore
 from flowdeck_engine.policies import EngineLimits, Escalation, RetryPolicy
-from flowdeck_engine.ports import Dispatcher, InstanceStore
+from flowdeck_engine.ports import Dispatcher, InstanceStore, StepQueue
 from flowdeck_engine.registry import WorkflowRegistry
 from flowdeck_engine.steps import (
     BaseHumanStep,
@@ -109,6 +109,7 @@ __all__ = [
     "StepExecuted",
     "StepExecution",
     "StepExecutionError",
+    "StepQueue",
     "StepStatus",
     "StepTimeoutError",
     "StepType",

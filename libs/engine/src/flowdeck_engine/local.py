@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from flowdeck_engine.events import EventBus
     from flowdeck_engine.instance import HumanTask
     from flowdeck_engine.kernel import Event, Kernel
-    from flowdeck_engine.ports import Dispatcher, InstanceStore
+    from flowdeck_engine.ports import Dispatcher, InstanceStore, StepQueue
     from flowdeck_engine.registry import WorkflowRegistry
     from flowdeck_engine.steps import Step
 
@@ -123,7 +123,8 @@ class LocalExecutionEngine:
     timer, a callback, or a retry's backoff); branches of a parallel split run concurrently.
     Timers and retries fire from ``clock`` (a :class:`~flowdeck_engine.clock.FakeClock` in tests).
     ``persistence`` is the instance store (in memory by default); ``event_bus`` receives every
-    workflow event.
+    workflow event. With a ``step_queue``, machine steps are not run here: they are handed to the
+    queue once due, and a worker's engine runs them with :meth:`resume`.
     """
 
     def __init__(
@@ -134,8 +135,10 @@ class LocalExecutionEngine:
         *,
         clock: Clock | None = None,
         dispatcher: Dispatcher | None = None,
+        step_queue: StepQueue | None = None,
     ) -> None:
         self.registry = registry
+        self.step_queue = step_queue
         self.persistence: InstanceStore = persistence if persistence is not None else InMemoryInstanceStore()
         self.event_bus = event_bus
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -213,6 +216,33 @@ class LocalExecutionEngine:
         """Resume a failed instance from its failed step, or from ``from_step``, with its data as it was."""
         instance, kernel = await self._load(instance_id)
         return await self._apply_and_drive(instance, kernel, RetryRequested(from_step, self.clock.now()))
+
+    async def resume(self, instance_id: UUID) -> WorkflowInstance:
+        """Run the instance's machine steps that are due now, from its stored state.
+
+        What a worker calls for a queued instance, and what picks an instance up after a restart.
+        Nothing due (already run, canceled, not yet time) is a no-op.
+        """
+        instance, kernel = await self._load(instance_id)
+        now = self.clock.now()
+        ready = [
+            RunStep(name, act.attempt)
+            for name, act in instance.state.active.items()
+            if act.kind == "run" and (act.due_at is None or act.due_at <= now)
+        ]
+        if ready and not instance.status.is_final:
+            await self._drive(instance, kernel, ready, inline=True)
+        return instance
+
+    async def fire_timer(self, instance_id: UUID, step_name: str) -> WorkflowInstance:
+        """Fire the timer of ``step_name`` (a scheduler's call; a timer already fired is a no-op)."""
+        instance, kernel = await self._load(instance_id)
+        return await self._apply_and_drive(instance, kernel, TimerFired(step_name, self.clock.now()))
+
+    async def expire_wait(self, instance_id: UUID, step_name: str) -> WorkflowInstance:
+        """The wait of ``step_name`` passed its deadline: a webhook's timeout, a task's escalation."""
+        instance, kernel = await self._load(instance_id)
+        return await self._apply_and_drive(instance, kernel, WaitTimedOut(step_name, self.clock.now()))
 
     async def get_instance(self, instance_id: UUID) -> WorkflowInstance:
         """The instance with this id; raises :class:`InstanceNotFoundError`."""
@@ -344,12 +374,18 @@ class LocalExecutionEngine:
 
         self.dispatcher.schedule(instance_id, step, when, wake)
 
-    async def _drive(self, instance: WorkflowInstance, kernel: Kernel, ready: list[RunStep]) -> None:
+    async def _drive(
+        self, instance: WorkflowInstance, kernel: Kernel, ready: list[RunStep], *, inline: bool = False
+    ) -> None:
         """Run ready machine steps, concurrently when several are ready, until none is left.
 
         A chain of machine steps that follow one another is run in one go and saved as one change
-        (the steps run at least once either way: a crash before the save runs them again).
+        (the steps run at least once either way: a crash before the save runs them again). With a
+        step queue (and not ``inline``), the steps go to the queue instead.
         """
+        if ready and self.step_queue is not None and not inline:
+            await self.step_queue.enqueue(instance, [run.step for run in ready])
+            return
         inflight: dict[asyncio.Task[Event], RunStep] = {}
         while ready or inflight:
             if len(ready) == 1 and not inflight:
@@ -363,6 +399,9 @@ class LocalExecutionEngine:
                 del inflight[task]
                 instance, more = await self._apply(instance, kernel, task.result())
                 ready.extend(more)
+            if ready and self.step_queue is not None and not inline:
+                await self.step_queue.enqueue(instance, [run.step for run in ready])
+                ready = []
 
     async def _run_chain(
         self, instance: WorkflowInstance, kernel: Kernel, run: RunStep

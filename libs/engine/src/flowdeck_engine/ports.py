@@ -57,3 +57,16 @@ class Dispatcher(Protocol):
     def cancel(self, instance_id: UUID, step: str) -> None:
         """Call off what is scheduled for this step."""
         ...
+
+
+class StepQueue(Protocol):
+    """Hands machine steps to workers instead of running them in this process.
+
+    ``enqueue`` is called after the change that made the steps due was saved; the worker then
+    calls the engine's ``resume(instance_id)``, which runs whatever is due from the stored state
+    (so a lost or duplicated message costs nothing but a no-op or a re-send by a reconciler).
+    """
+
+    async def enqueue(self, instance: WorkflowInstance, steps: list[str]) -> None:
+        """Ask a worker to resume ``instance``, whose ``steps`` are due."""
+        ...
