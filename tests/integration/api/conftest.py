@@ -56,7 +56,7 @@ class Api:
         return {"authorization": f"Bearer {token}"}
 
 
-def test_settings(database: Database, secret_file: Path) -> Settings:
+def make_settings(database: Database, secret_file: Path) -> Settings:
     return Settings(
         mode="production",
         database=DatabaseSettings(url=database.app_url, admin_url=database.owner_url),
@@ -73,6 +73,6 @@ def test_settings(database: Database, secret_file: Path) -> Settings:
 
 @pytest.fixture
 async def api(truncated: Database, tmp_path: Path) -> AsyncIterator[Api]:
-    settings = test_settings(truncated, tmp_path / "dev-secret")
+    settings = make_settings(truncated, tmp_path / "dev-secret")
     async with AsyncTestClient(create_app(settings)) as client:
         yield Api(client, settings, truncated)

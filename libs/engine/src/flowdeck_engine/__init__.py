@@ -51,7 +51,7 @@ from flowdeck_engine.kernel import InstanceState, Kernel, Transition
 from flowdeck_engine.local import ExecutionEngine, LocalExecutionEngine
 from flowdeck_engine.memory import ClockDispatcher, InMemoryInstanceStore
 from flowdeck_engine.policies import EngineLimits, Escalation, RetryPolicy
-from flowdeck_engine.ports import Dispatcher, InstanceStore, StepQueue
+from flowdeck_engine.ports import Dispatcher, InstanceStore, Interceptor, StepQueue
 from flowdeck_engine.registry import WorkflowRegistry
 from flowdeck_engine.steps import (
     BaseHumanStep,
@@ -98,6 +98,7 @@ __all__ = [
     "InstanceNotFoundError",
     "InstanceState",
     "InstanceStore",
+    "Interceptor",
     "InvalidTransitionError",
     "Kernel",
     "LocalExecutionEngine",

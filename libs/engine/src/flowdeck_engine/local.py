@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from flowdeck_engine.events import EventBus
     from flowdeck_engine.instance import HumanTask
     from flowdeck_engine.kernel import Event, Kernel
-    from flowdeck_engine.ports import Dispatcher, InstanceStore, StepQueue
+    from flowdeck_engine.ports import Dispatcher, InstanceStore, Interceptor, StepQueue
     from flowdeck_engine.registry import WorkflowRegistry
     from flowdeck_engine.steps import Step
 
@@ -136,9 +136,11 @@ class LocalExecutionEngine:
         clock: Clock | None = None,
         dispatcher: Dispatcher | None = None,
         step_queue: StepQueue | None = None,
+        interceptor: Interceptor | None = None,
     ) -> None:
         self.registry = registry
         self.step_queue = step_queue
+        self.interceptor = interceptor
         self.persistence: InstanceStore = persistence if persistence is not None else InMemoryInstanceStore()
         self.event_bus = event_bus
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -163,6 +165,20 @@ class LocalExecutionEngine:
         :class:`WorkflowNotFoundError` for an unknown name or an inactive version.
         """
         definition = self.registry.resolve(workflow_name, version)
+        if self.interceptor is not None:
+            metadata = dict(metadata or {})
+            with self.interceptor.starting(definition.name, definition.version, tenant_id, metadata):
+                return await self._start(definition, initial_data, tenant_id, created_by, metadata)
+        return await self._start(definition, initial_data, tenant_id, created_by, metadata)
+
+    async def _start(
+        self,
+        definition: WorkflowDefinition,
+        initial_data: Mapping[str, Any] | None,
+        tenant_id: str | None,
+        created_by: str | None,
+        metadata: dict[str, Any] | None,
+    ) -> WorkflowInstance:
         kernel = self.registry.kernel(definition)
         transition = kernel.start(new_id(), initial_data or {}, self.clock.now())
         instance = WorkflowInstance(
@@ -231,7 +247,11 @@ class LocalExecutionEngine:
             if act.kind == "run" and (act.due_at is None or act.due_at <= now)
         ]
         if ready and not instance.status.is_final:
-            await self._drive(instance, kernel, ready, inline=True)
+            if self.interceptor is None:
+                await self._drive(instance, kernel, ready, inline=True)
+            else:
+                with self.interceptor.continuing(instance, "resume"):
+                    await self._drive(instance, kernel, ready, inline=True)
         return instance
 
     async def fire_timer(self, instance_id: UUID, step_name: str) -> WorkflowInstance:
@@ -281,6 +301,11 @@ class LocalExecutionEngine:
         return instance, self.registry.kernel(definition)
 
     async def _apply_and_drive(self, instance: WorkflowInstance, kernel: Kernel, event: Event) -> WorkflowInstance:
+        if self.interceptor is not None:
+            with self.interceptor.continuing(instance, type(event).__name__):
+                instance, ready = await self._apply(instance, kernel, event)
+                await self._drive(instance, kernel, ready)
+            return instance
         instance, ready = await self._apply(instance, kernel, event)
         await self._drive(instance, kernel, ready)
         return instance
@@ -315,7 +340,11 @@ class LocalExecutionEngine:
                 return instance, []
             merged = transitions[0] if len(transitions) == 1 else _merge(transitions)
             try:
-                await self.persistence.save(instance, merged, events[0], version)
+                if self.interceptor is None:
+                    await self.persistence.save(instance, merged, events[0], version)
+                else:
+                    with self.interceptor.saving(instance, type(events[0]).__name__):
+                        await self.persistence.save(instance, merged, events[0], version)
             except ConcurrencyError:
                 instance = await self.persistence.load(instance.id)
                 transitions = None
@@ -447,7 +476,10 @@ class LocalExecutionEngine:
         try:
             if calls.guard and not await step.can_execute(context):
                 return StepSkipped(name, run.attempt, now())
-            if calls.plain:
+            if self.interceptor is not None:
+                with self.interceptor.step(instance, name, run.attempt):
+                    result = await self._execute(step, context, calls)
+            elif calls.plain:
                 result = await step.execute(context)
             else:
                 result = await self._execute(step, context, calls)

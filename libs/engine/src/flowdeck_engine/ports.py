@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from contextlib import AbstractContextManager
     from datetime import datetime
     from uuid import UUID
 
@@ -69,4 +70,32 @@ class StepQueue(Protocol):
 
     async def enqueue(self, instance: WorkflowInstance, steps: list[str]) -> None:
         """Ask a worker to resume ``instance``, whose ``steps`` are due."""
+        ...
+
+
+class Interceptor(Protocol):
+    """Wraps what an engine does, for tracing and metrics; each method returns a context manager.
+
+    ``starting`` wraps a new instance's start and may write into ``metadata`` (stored with the
+    instance: a trace context, say); ``continuing`` wraps any later call on an instance (a task
+    completed, a callback, a worker resuming it); ``step`` wraps one attempt of a machine step;
+    ``saving`` wraps the save of one change.
+    """
+
+    def starting(
+        self, workflow: str, version: str, tenant_id: str | None, metadata: dict[str, Any]
+    ) -> AbstractContextManager[object]:
+        """Around the start of an instance of ``workflow`` at ``version`` for ``tenant_id``."""
+        ...
+
+    def continuing(self, instance: WorkflowInstance, action: str) -> AbstractContextManager[object]:
+        """Around ``action`` (``complete_human_task``, ``resume``, ...) on an existing instance."""
+        ...
+
+    def step(self, instance: WorkflowInstance, step_name: str, attempt: int) -> AbstractContextManager[object]:
+        """Around one attempt of a machine step."""
+        ...
+
+    def saving(self, instance: WorkflowInstance, cause: str) -> AbstractContextManager[object]:
+        """Around saving one change (``cause`` names the event that began it)."""
         ...

@@ -103,6 +103,8 @@ class LimitSettings:
     max_json_depth: int = 32
     starts_per_minute: int = 600
     max_running_instances: int = 10_000
+    max_starts_in_flight: int = 64
+    """Starts one API process serves at a time; beyond it starts are shed (503) so completions go on."""
     default_page_size: int = 50
     max_page_size: int = 200
 
@@ -151,6 +153,7 @@ def load_settings() -> Settings:
         limits=LimitSettings(
             starts_per_minute=_int("FLOWDECK_STARTS_PER_MINUTE", 600),
             max_running_instances=_int("FLOWDECK_MAX_RUNNING_INSTANCES", 10_000),
+            max_starts_in_flight=_int("FLOWDECK_MAX_STARTS_IN_FLIGHT", 64),
         ),
         service_name=_env("OTEL_SERVICE_NAME", "flowdeck"),
     )

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
 from flowdeck_api.domain.health.controller import HealthController
 from flowdeck_api.plugin import WorkflowPlugin, WorkflowPluginConfig
 from flowdeck_runtime.settings import Settings, get_settings
+from flowdeck_runtime.telemetry import configure_tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    """The Flowdeck API application."""
+def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None) -> Litestar:
+    """The Flowdeck API application.
+
+    Tracing is on when ``tracer_provider`` is given or the ``OTEL_EXPORTER_OTLP_*`` variables are
+    set: server spans from Litestar's OpenTelemetry plugin, engine spans beneath them.
+    """
     settings = settings or get_settings()
+    provider = tracer_provider or configure_tracing(settings.service_name)
+    plugins: list[Any] = [
+        WorkflowPlugin(WorkflowPluginConfig(api_path_prefix="/v1", settings=settings, tracer_provider=provider))
+    ]
+    if provider is not None:
+        plugins.append(OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=provider, exclude=["/v1/health"])))
     return Litestar(
         route_handlers=[Router(path="/v1", route_handlers=[HealthController])],
-        plugins=[WorkflowPlugin(WorkflowPluginConfig(api_path_prefix="/v1", settings=settings))],
+        plugins=plugins,
         request_max_body_size=settings.limits.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Flowdeck API",

@@ -117,9 +117,12 @@ class JwksKeySource:
             raise AuthError("unknown kid (negatively cached)")
         if now - self._fetched_at >= self._min_refresh:
             await self._refresh(now)
-            key = self._keys.get(kid)
-            if key is not None:
-                return key
+        elif self._lock.locked():
+            async with self._lock:  # a refresh is under way (a key rotation): wait for its keys
+                pass
+        key = self._keys.get(kid)
+        if key is not None:
+            return key
         if len(self._unknown) > 10_000:
             self._unknown.clear()
         self._unknown[kid] = now
@@ -184,7 +187,7 @@ def _principal(claims: dict[str, Any], s: AuthSettings) -> Principal:
         raise AuthError("bad sub")
     if not (isinstance(groups, list) and all(isinstance(g, str) and 0 < len(g) <= 256 for g in groups)):
         raise AuthError("bad groups claim")
-    if not (isinstance(roles, list) and set(roles) <= ROLES and roles):
+    if not (isinstance(roles, list) and roles and all(isinstance(r, str) and r in ROLES for r in roles)):
         raise AuthError("bad roles claim")
     return Principal(tenant, sub, frozenset(groups), frozenset(roles))
 

@@ -1,10 +1,14 @@
-"""Request bodies are checked before anything parses them into a schema or stores them.
+"""Requests are checked at the edge, before anything parses them into a schema or stores them.
 
 msgspec raises RecursionError on JSON nested about a thousand deep (Litestar then answers 500),
-PostgreSQL rejects NUL characters in text and jsonb, and JSON has no NaN or Infinity (but
-``1e999`` decodes to infinity). So every JSON body is decoded once here: malformed or absurdly
-deep JSON is a 400, and a depth beyond the limit, a NUL character or a non-finite number a 422,
-each with a JSON pointer to the offending place.
+and PostgreSQL rejects NUL characters in text and jsonb (asyncpg then fails mid-query). So:
+
+- every request body of a JSON route is decoded once here, whatever its ``Content-Type`` claims
+  (Litestar parses a ``JSONBody`` as JSON regardless of the header, so skipping other media types
+  would skip the checks): malformed or absurdly deep JSON is a 400, and a depth beyond the limit,
+  a NUL character or a non-finite number a 422, each with a JSON pointer to the offending place.
+  Routes that read their body themselves say so with ``opt={"raw_body": True}``.
+- a NUL character in a path or query parameter is a 400 naming the parameter.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import msgspec
 from flowdeck_api.errors import ApiError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from litestar import Request
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
@@ -65,14 +71,25 @@ def decode_json(body: bytes, max_depth: int) -> Any:
     return value
 
 
-def checked_json(max_depth: int) -> Any:
-    """A ``before_request`` hook that checks every JSON request body."""
+def check_parameters(request: Request[Any, Any, Any]) -> None:
+    """Refuse NUL characters in the path and query parameters (400 naming each)."""
+    named = [(name, value) for name, value in request.path_params.items() if isinstance(value, str)]
+    named += list(request.query_params.multi_items())
+    bad = sorted({name for name, value in named if "\x00" in name or "\x00" in value})
+    if bad:
+        errors = [
+            {"code": "nul_character", "parameter": name.replace("\x00", "\\u0000"), "message": "contains NUL"}
+            for name in bad
+        ]
+        raise ApiError(400, "invalid_parameter", "parameters must not contain NUL characters", extra={"errors": errors})
+
+
+def checked_json(max_depth: int) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
+    """A ``before_request`` hook: checks the parameters and, unless the route reads it raw, the JSON body."""
 
     async def check(request: Request[Any, Any, Any]) -> None:
-        if request.method not in _WITH_BODY:
-            return
-        media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        if media != "application/json" and not media.endswith("+json"):
+        check_parameters(request)
+        if request.method not in _WITH_BODY or request.route_handler.opt.get("raw_body"):
             return
         body = await request.body()
         if body:

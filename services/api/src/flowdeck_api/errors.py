@@ -21,7 +21,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.openapi import ResponseSpec
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 
 from flowdeck_api.auth import AuthError
 from flowdeck_engine import (
@@ -134,6 +134,27 @@ def _unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[di
     return problem(request, 503, "unavailable", "the database is unavailable; try again", headers={"Retry-After": "1"})
 
 
+def _invalid_value(request: Request[Any, Any, Any], exc: StatementError) -> Response[dict[str, Any]]:
+    log.warning("the database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
+    return problem(request, 400, "invalid_value", "a value in the request cannot be used here")
+
+
+def _database(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[dict[str, Any]]:
+    # SQLSTATE class 22 ("data exception": a NUL byte, a malformed uuid, a date out of range) is a
+    # value the request carried, not an outage: answering 503 would invite retrying it forever.
+    if str(getattr(exc.orig, "sqlstate", None) or "").startswith("22"):
+        return _invalid_value(request, exc)
+    return _unavailable(request, exc)
+
+
+def _statement(request: Request[Any, Any, Any], exc: StatementError) -> Response[dict[str, Any]]:
+    # Raised before the query reaches the database, when a bound value cannot be converted (a
+    # datetime without a time zone, a date out of range): request values, since ours are typed.
+    if isinstance(exc.orig, TypeError | ValueError | OverflowError):
+        return _invalid_value(request, exc)
+    return _internal(request, exc)
+
+
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(request, 500, "internal_error", "an internal error occurred")
@@ -154,7 +175,8 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     ConcurrencyError: _status(409, "conflict"),
     ValidationError: _status(422, "invalid"),
     OperationalError: _unavailable,
-    DBAPIError: _unavailable,
+    DBAPIError: _database,
+    StatementError: _statement,
     HTTPException: _http,
     Exception: _internal,
 }

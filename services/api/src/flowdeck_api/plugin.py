@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from litestar.middleware.base import DefineMiddleware
 from litestar.plugins import InitPluginProtocol
 from litestar.router import Router
+from redis.asyncio import Redis
 from sqlalchemy import select
 
 from flowdeck_api.auth import JwksKeySource, SecretKeySource, TokenVerifier
@@ -28,9 +29,11 @@ from flowdeck_api.domain.definitions.controller import DefinitionController
 from flowdeck_api.domain.instances.controller import InstanceController
 from flowdeck_api.domain.tasks.controller import AdminTaskController, TaskController
 from flowdeck_api.errors import EXCEPTION_HANDLERS
+from flowdeck_api.ratelimit import StartLimitMiddleware, StartLimits
 from flowdeck_api.security import BearerAuthMiddleware
 from flowdeck_api.workflows import Tenants
 from flowdeck_runtime.settings import Settings, get_settings
+from flowdeck_runtime.telemetry import TracingInterceptor
 from flowdeck_store import TenantModel, TenantStatus, create_engine, session_factory
 
 if TYPE_CHECKING:
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
     from litestar import Litestar
     from litestar.config.app import AppConfig
     from litestar.types import Guard
+    from opentelemetry.sdk.trace import TracerProvider
 
     from flowdeck_api.auth import KeySource, Principal
 
@@ -55,6 +59,8 @@ class WorkflowPluginConfig:
     api_guards: Sequence[Guard] = field(default_factory=list)
     authenticate: bool = True
     settings: Settings | None = None
+    tracer_provider: TracerProvider | None = None
+    """When set, the engines make spans (see :mod:`flowdeck_runtime.telemetry`)."""
 
 
 class _TenantStatusCache:
@@ -91,7 +97,12 @@ class WorkflowPlugin(InitPluginProtocol):
         config = self.config
         settings = config.settings or get_settings()
         db_engine = create_engine(settings.database.url)
-        tenants = Tenants(session_factory(db_engine))
+        interceptor = (
+            None
+            if config.tracer_provider is None
+            else TracingInterceptor(config.tracer_provider.get_tracer("flowdeck.engine"))
+        )
+        tenants = Tenants(session_factory(db_engine), interceptor=interceptor)
         keys: KeySource = (
             JwksKeySource(settings.auth.jwks_url)
             if settings.auth.jwks_url
@@ -104,12 +115,15 @@ class WorkflowPlugin(InitPluginProtocol):
         state.tenants = tenants
         state.verifier = TokenVerifier(settings.auth, keys)
         state.tenant_active = _TenantStatusCache(tenants)
+        state.redis = _redis(settings.redis.url)
+        state.start_limits = StartLimits.from_settings(settings.limits, state.redis)
         for exc_type, handler in EXCEPTION_HANDLERS.items():
             app_config.exception_handlers.setdefault(exc_type, handler)
-        app_config.before_request = app_config.before_request or _body_check(settings.limits.max_json_depth)
+        app_config.before_request = app_config.before_request or checked_json(settings.limits.max_json_depth)
         app_config.on_shutdown.append(_dispose)
         if config.enable_api:
-            middleware = [DefineMiddleware(BearerAuthMiddleware)] if config.authenticate else []
+            middleware: list[Any] = [DefineMiddleware(BearerAuthMiddleware)] if config.authenticate else []
+            middleware.append(StartLimitMiddleware())
             app_config.route_handlers.append(
                 Router(
                     path=config.api_path_prefix,
@@ -121,19 +135,15 @@ class WorkflowPlugin(InitPluginProtocol):
         return app_config
 
 
-def _body_check(max_depth: int) -> Any:
-    check = checked_json(max_depth)
-
-    async def before(request: Any) -> None:
-        if request.route_handler.opt.get("raw_body"):
-            return
-        await check(request)
-
-    return before
+def _redis(url: str | None) -> Redis | None:
+    """A client for ``url`` (it connects on first use), or None in embedded mode."""
+    return Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0) if url else None
 
 
 async def _dispose(app: Litestar) -> None:
     await app.state.db_engine.dispose()
+    if app.state.redis is not None:
+        await app.state.redis.aclose()
 
 
 __all__ = ["WorkflowPlugin", "WorkflowPluginConfig"]

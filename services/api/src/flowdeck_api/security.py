@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from litestar.handlers.base import BaseRouteHandler
 
     from flowdeck_api.auth import TokenVerifier
+
+log = logging.getLogger(__name__)
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
@@ -36,6 +39,9 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         try:
             principal = await verifier.verify(token.strip())
         except AuthError:
+            raise NotAuthorizedException() from None
+        except Exception:  # a token that trips a bug in the checks is still refused, never a 500
+            log.exception("token verification failed unexpectedly")
             raise NotAuthorizedException() from None
         if not await tenant_active(principal):
             raise NotAuthorizedException()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from flowdeck_api.errors import not_found
+from flowdeck_api.tenancy import in_tenant
 from flowdeck_engine import WorkflowRegistry
 from flowdeck_engine.documents import Platform, load_definition
 from flowdeck_store import PersistentExecutionEngine, WorkflowDefinitionModel, WorkflowInstanceModel, bind_tenant
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-    from flowdeck_engine import Clock, EventBus, WorkflowDefinition
+    from flowdeck_engine import Clock, EventBus, Interceptor, WorkflowDefinition
 
 
 class Tenants:
@@ -38,12 +39,14 @@ class Tenants:
         platform: Platform | None = None,
         event_bus: EventBus | None = None,
         clock: Clock | None = None,
+        interceptor: Interceptor | None = None,
         max_cached: int = 512,
     ) -> None:
         self.sessions = sessions
         self.platform = platform or Platform()
         self._bus = event_bus
         self._clock = clock
+        self._interceptor = interceptor
         self._max = max_cached
         self._engines: OrderedDict[UUID, PersistentExecutionEngine] = OrderedDict()
         self._locks: dict[tuple[UUID, str, str], asyncio.Lock] = {}
@@ -63,6 +66,7 @@ class Tenants:
             engine = PersistentExecutionEngine(
                 WorkflowRegistry(), self.sessions, self._bus, tenant_id=tenant, clock=self._clock
             )
+            engine.interceptor = self._interceptor
             self._engines[tenant] = engine
             if len(self._engines) > self._max:
                 self._engines.popitem(last=False)
@@ -77,7 +81,7 @@ class Tenants:
             found = (
                 await session.execute(
                     select(model.workflow_name, model.workflow_version).where(
-                        model.tenant_id == tenant, model.id == instance_id
+                        in_tenant(model, tenant), model.id == instance_id
                     )
                 )
             ).one_or_none()
@@ -98,7 +102,7 @@ class Tenants:
                     document = (
                         await session.execute(
                             select(model.definition_json).where(
-                                model.tenant_id == tenant, model.name == name, model.version == version
+                                in_tenant(model, tenant), model.name == name, model.version == version
                             )
                         )
                     ).scalar_one_or_none()

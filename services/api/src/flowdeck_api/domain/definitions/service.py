@@ -17,6 +17,7 @@ from flowdeck_api.domain.definitions.schemas import (
     GraphRead,
 )
 from flowdeck_api.errors import ApiError, not_found
+from flowdeck_api.tenancy import in_tenant
 from flowdeck_engine.documents import load_document
 from flowdeck_engine.registry import version_key
 from flowdeck_store import WorkflowDefinitionModel
@@ -96,7 +97,7 @@ class DefinitionService:
     async def latest(self, *, active_only: bool = True, limit: int = 200) -> list[DefinitionSummary]:
         """The latest version of every workflow (by semantic version)."""
         async with self.tenants.transaction(self.tenant) as session:
-            query = select(Model).where(Model.tenant_id == self.tenant)
+            query = select(Model).where(in_tenant(Model, self.tenant))
             if active_only:
                 query = query.where(Model.is_active.is_(True))
             rows = (await session.execute(query)).scalars().all()
@@ -111,7 +112,7 @@ class DefinitionService:
         """Every version of ``name``, oldest first (404 when there is none)."""
         async with self.tenants.transaction(self.tenant) as session:
             rows = (
-                (await session.execute(select(Model).where(Model.tenant_id == self.tenant, Model.name == name)))
+                (await session.execute(select(Model).where(in_tenant(Model, self.tenant), Model.name == name)))
                 .scalars()
                 .all()
             )
@@ -130,7 +131,7 @@ class DefinitionService:
         async with self.tenants.transaction(self.tenant) as session:
             result = await session.execute(
                 update(Model)
-                .where(Model.tenant_id == self.tenant, Model.name == name, Model.version == version)
+                .where(in_tenant(Model, self.tenant), Model.name == name, Model.version == version)
                 .values(is_active=active)
                 .returning(Model)
             )
@@ -146,7 +147,7 @@ class DefinitionService:
                 (
                     await session.execute(
                         select(Model.version).where(
-                            Model.tenant_id == self.tenant, Model.name == name, Model.is_active.is_(True)
+                            in_tenant(Model, self.tenant), Model.name == name, Model.is_active.is_(True)
                         )
                     )
                 )
@@ -171,7 +172,7 @@ class DefinitionService:
         async with self.tenants.transaction(self.tenant) as session:
             row = (
                 await session.execute(
-                    select(Model).where(Model.tenant_id == self.tenant, Model.name == name, Model.version == version)
+                    select(Model).where(in_tenant(Model, self.tenant), Model.name == name, Model.version == version)
                 )
             ).scalar_one_or_none()
         if row is None:

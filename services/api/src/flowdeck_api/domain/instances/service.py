@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -19,11 +18,13 @@ from flowdeck_api.domain.instances.schemas import (
     StepRead,
 )
 from flowdeck_api.errors import ApiError, not_found
-from flowdeck_api.pagination import decode_cursor, encode_cursor
+from flowdeck_api.pagination import decode_time_and_id, encode_cursor
+from flowdeck_api.tenancy import in_tenant
 from flowdeck_engine import WorkflowStatus
 from flowdeck_store import IdempotencyKeyModel, StepExecutionModel, WorkflowInstanceModel
 
 if TYPE_CHECKING:
+    from datetime import datetime
     from uuid import UUID
 
     from flowdeck_api.auth import Principal
@@ -87,7 +88,7 @@ class InstanceService:
         self.max_running = max_running
 
     def _visible(self) -> Any:
-        clause = Row.tenant_id == self.tenant
+        clause = in_tenant(Row, self.tenant)
         return clause if self.principal.is_admin else and_(clause, Row.created_by == self.principal.user_id)
 
     async def start(self, request: InstanceStart, idempotency_key: str | None) -> tuple[InstanceRead, bool]:
@@ -120,7 +121,7 @@ class InstanceService:
         async with self.tenants.transaction(self.tenant) as session:
             running = (
                 await session.execute(
-                    select(func.count()).select_from(Row).where(Row.tenant_id == self.tenant, Row.status.in_(LIVE))
+                    select(func.count()).select_from(Row).where(in_tenant(Row, self.tenant), Row.status.in_(LIVE))
                 )
             ).scalar_one()
         if running >= self.max_running:
@@ -142,7 +143,7 @@ class InstanceService:
 
     def _key_clause(self, key: str) -> tuple[Any, ...]:
         model = IdempotencyKeyModel
-        return (model.tenant_id == self.tenant, model.scope == "instances.start", model.key == key)
+        return (in_tenant(model, self.tenant), model.scope == "instances.start", model.key == key)
 
     async def _claim_key(self, key: str, fingerprint: str) -> InstanceRead | None:
         model = IdempotencyKeyModel
@@ -180,7 +181,7 @@ class InstanceService:
                 (
                     await session.execute(
                         select(StepExecutionModel)
-                        .where(StepExecutionModel.tenant_id == self.tenant, StepExecutionModel.instance_id == row.id)
+                        .where(in_tenant(StepExecutionModel, self.tenant), StepExecutionModel.instance_id == row.id)
                         .order_by(StepExecutionModel.seq)
                     )
                 )
@@ -230,11 +231,7 @@ class InstanceService:
         if started_before is not None:
             query = query.where(Row.started_at < started_before)
         if cursor is not None:
-            at, last = decode_cursor(cursor, 2)
-            try:
-                at_time = datetime.fromisoformat(at)
-            except (TypeError, ValueError):
-                raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out") from None
+            at_time, last = decode_time_and_id(cursor)
             query = query.where(or_(Row.started_at < at_time, and_(Row.started_at == at_time, Row.id < last)))
         query = query.order_by(Row.started_at.desc(), Row.id.desc()).limit(limit + 1)
         async with self.tenants.transaction(self.tenant) as session:

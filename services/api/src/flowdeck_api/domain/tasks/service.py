@@ -11,7 +11,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from flowdeck_api.domain.tasks.schemas import TaskPage, TaskRead
 from flowdeck_api.errors import ApiError, not_found
-from flowdeck_api.pagination import decode_cursor, encode_cursor
+from flowdeck_api.pagination import decode_time_and_id, encode_cursor
+from flowdeck_api.tenancy import in_tenant
 from flowdeck_store import HumanTaskModel
 
 if TYPE_CHECKING:
@@ -104,18 +105,14 @@ class TaskService:
     ) -> TaskPage:
         """Tasks routed to me (``everyone``: all of the tenant's, for admins), by due time."""
         due = func.coalesce(Task.due_at, _LAST)
-        query = select(Task).where(Task.tenant_id == self.tenant, Task.status == status)
+        query = select(Task).where(in_tenant(Task, self.tenant), Task.status == status)
         query = query.where(self._visible() if everyone else self._routed_to_me())
         if workflow is not None:
             query = query.where(Task.workflow_name == workflow)
         if due_before is not None:
             query = query.where(Task.due_at < due_before)
         if cursor is not None:
-            at, last = decode_cursor(cursor, 2)
-            try:
-                at_time = datetime.fromisoformat(at)
-            except (TypeError, ValueError):
-                raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out") from None
+            at_time, last = decode_time_and_id(cursor)
             query = query.where(or_(due > at_time, and_(due == at_time, Task.id > last)))
         query = query.order_by(due, Task.id).limit(limit + 1)
         async with self.tenants.transaction(self.tenant) as session:
@@ -132,7 +129,7 @@ class TaskService:
         async with self.tenants.transaction(self.tenant) as session:
             row = (
                 await session.execute(
-                    select(Task).where(Task.tenant_id == self.tenant, Task.id == task_id, self._visible())
+                    select(Task).where(in_tenant(Task, self.tenant), Task.id == task_id, self._visible())
                 )
             ).scalar_one_or_none()
         if row is None:
@@ -153,7 +150,7 @@ class TaskService:
             result = await session.execute(
                 update(Task)
                 .where(
-                    Task.tenant_id == self.tenant,
+                    in_tenant(Task, self.tenant),
                     Task.id == task_id,
                     Task.status == PENDING,
                     or_(Task.claimed_by.is_(None), Task.claimed_by == me),
@@ -175,7 +172,7 @@ class TaskService:
         async with self.tenants.transaction(self.tenant) as session:
             result = await session.execute(
                 update(Task)
-                .where(Task.tenant_id == self.tenant, Task.id == task_id, Task.status == PENDING)
+                .where(in_tenant(Task, self.tenant), Task.id == task_id, Task.status == PENDING)
                 .values(claimed_by=None, claimed_at=None)
                 .returning(Task)
             )
@@ -221,7 +218,7 @@ class TaskService:
         async with self.tenants.transaction(self.tenant) as session:
             result = await session.execute(
                 update(Task)
-                .where(Task.tenant_id == self.tenant, Task.id == task_id, Task.status == PENDING)
+                .where(in_tenant(Task, self.tenant), Task.id == task_id, Task.status == PENDING)
                 .values(**values)
                 .returning(Task)
             )
