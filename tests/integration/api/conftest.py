@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+import httpx
 import pytest
-from litestar.testing import AsyncTestClient
+from litestar import Litestar
 from sqlalchemy.pool import NullPool
 
 from flowdeck_api.app import create_app
@@ -25,10 +26,11 @@ YAML = {"content-type": "application/yaml"}
 
 @dataclass
 class Api:
-    client: AsyncTestClient[Any]
+    client: httpx.AsyncClient
     settings: Settings
     database: Database
     tenants: list[uuid.UUID] = field(default_factory=list)
+    app: Litestar | None = None
 
     async def tenant(self, slug: str = "acme", status: str = "active") -> uuid.UUID:
         tenant = uuid.uuid4()
@@ -73,6 +75,24 @@ def make_settings(database: Database, secret_file: Path) -> Settings:
 
 @pytest.fixture
 async def api(truncated: Database, tmp_path: Path) -> AsyncIterator[Api]:
+    """The app served in the test's event loop through httpx's ASGI transport: requests run
+    concurrently as on a real server (Litestar's test client serves one at a time)."""
     settings = make_settings(truncated, tmp_path / "dev-secret")
-    async with AsyncTestClient(create_app(settings)) as client:
-        yield Api(client, settings, truncated)
+    app = create_app(settings)
+    async with served(app) as client:
+        yield Api(client, settings, truncated, app=app)
+
+
+@asynccontextmanager
+async def served(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for ``app`` through httpx's ASGI transport; the app's shutdown hooks run at the end.
+
+    (Not ``app.lifespan()``: its cancel scope cannot span a fixture's setup and teardown, which
+    run in different tasks; the app has no startup hooks.)
+    """
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+            yield client
+    finally:
+        for hook in app.on_shutdown:
+            await hook(app)

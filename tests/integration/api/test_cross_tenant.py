@@ -140,7 +140,7 @@ async def call(api: Api, route: str, ids: Ids, headers: dict[str, str]) -> Any:
 
 
 async def test_the_table_covers_exactly_the_parameterised_routes(api: Api) -> None:
-    routes = parameterised_routes(api.client.app)
+    routes = parameterised_routes(api.app)
     assert len(routes) >= len(CASES) > 10
     missing, stale = routes - set(CASES), set(CASES) - routes
     assert not missing, f"add a cross-tenant case for every new route with a path parameter: {sorted(missing)}"
@@ -151,7 +151,7 @@ async def test_the_table_covers_exactly_the_parameterised_routes(api: Api) -> No
 async def test_another_tenants_ids_answer_404_and_change_nothing(
     api: Api, monkeypatch: pytest.MonkeyPatch, app_filter: bool
 ) -> None:
-    assert parameterised_routes(api.client.app) == set(CASES)
+    assert parameterised_routes(api.app) == set(CASES)
     world = await build_world(api)
     before_api = await api_view(api, world)
     before_db = await db_fingerprint(api.database, world.a)

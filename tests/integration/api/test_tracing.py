@@ -7,13 +7,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from litestar.testing import AsyncTestClient
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from flowdeck_api.app import create_app
-from tests.integration.api.conftest import EXPENSE, YAML, Api, make_settings
+from tests.integration.api.conftest import EXPENSE, YAML, Api, make_settings, served
 from tests.integration.conftest import Database
 
 
@@ -23,7 +22,7 @@ async def traced(truncated: Database, tmp_path: Path) -> AsyncIterator[tuple[Api
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     settings = make_settings(truncated, tmp_path / "dev-secret")
-    async with AsyncTestClient(create_app(settings, tracer_provider=provider)) as client:
+    async with served(create_app(settings, tracer_provider=provider)) as client:
         yield Api(client, settings, truncated), exporter
 
 

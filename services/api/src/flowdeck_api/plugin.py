@@ -119,7 +119,6 @@ class WorkflowPlugin(InitPluginProtocol):
         state.start_limits = StartLimits.from_settings(settings.limits, state.redis)
         for exc_type, handler in EXCEPTION_HANDLERS.items():
             app_config.exception_handlers.setdefault(exc_type, handler)
-        app_config.before_request = app_config.before_request or checked_json(settings.limits.max_json_depth)
         app_config.on_shutdown.append(_dispose)
         if config.enable_api:
             middleware: list[Any] = [DefineMiddleware(BearerAuthMiddleware)] if config.authenticate else []
@@ -129,6 +128,7 @@ class WorkflowPlugin(InitPluginProtocol):
                     path=config.api_path_prefix,
                     route_handlers=list(ROUTE_HANDLERS),
                     guards=list(config.api_guards),
+                    before_request=checked_json(settings.limits.max_json_depth),
                     middleware=middleware,
                 )
             )
