@@ -19,7 +19,7 @@ from sqlalchemy import make_url, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from flowdeck_api import tenancy
+from flowdeck_runtime import tenancy
 from flowdeck_store import WorkflowDefinitionModel
 from tests.integration.api.conftest import EXPENSE, YAML, Api
 from tests.integration.conftest import TABLES, Database

@@ -24,8 +24,8 @@ from flowdeck_api.app import create_app
 from flowdeck_api.auth import mint_token
 from flowdeck_api.domain.definitions.service import DefinitionService
 from flowdeck_api.errors import ApiError
-from flowdeck_api.workflows import Tenants
 from flowdeck_runtime.settings import Settings, load_settings
+from flowdeck_runtime.tenants import Tenants
 from flowdeck_store import TenantModel, create_engine, session_factory
 
 ROOT = Path(__file__).resolve().parents[4]

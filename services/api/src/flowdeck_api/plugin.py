@@ -31,9 +31,9 @@ from flowdeck_api.domain.tasks.controller import AdminTaskController, TaskContro
 from flowdeck_api.errors import EXCEPTION_HANDLERS
 from flowdeck_api.ratelimit import StartLimitMiddleware, StartLimits
 from flowdeck_api.security import BearerAuthMiddleware
-from flowdeck_api.workflows import Tenants
 from flowdeck_runtime.settings import Settings, get_settings
 from flowdeck_runtime.telemetry import TracingInterceptor
+from flowdeck_runtime.tenants import Tenants
 from flowdeck_store import TenantModel, TenantStatus, create_engine, session_factory
 
 if TYPE_CHECKING:

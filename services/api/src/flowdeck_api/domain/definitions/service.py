@@ -17,18 +17,18 @@ from flowdeck_api.domain.definitions.schemas import (
     GraphRead,
 )
 from flowdeck_api.errors import ApiError, not_found
-from flowdeck_api.tenancy import in_tenant
 from flowdeck_engine.documents import load_document
 from flowdeck_engine.registry import version_key
+from flowdeck_runtime.tenancy import in_tenant
 from flowdeck_store import WorkflowDefinitionModel
 from flowdeck_store.changes import definition_row_id
 
 if TYPE_CHECKING:
     from uuid import UUID
 
-    from flowdeck_api.workflows import Tenants
     from flowdeck_engine import WorkflowDefinition
     from flowdeck_engine.documents import Syntax
+    from flowdeck_runtime.tenants import Tenants
 
 Model = WorkflowDefinitionModel
 

@@ -19,8 +19,8 @@ from flowdeck_api.domain.instances.schemas import (
 )
 from flowdeck_api.errors import ApiError, not_found
 from flowdeck_api.pagination import decode_time_and_id, encode_cursor
-from flowdeck_api.tenancy import in_tenant
 from flowdeck_engine import WorkflowStatus
+from flowdeck_runtime.tenancy import in_tenant
 from flowdeck_store import IdempotencyKeyModel, StepExecutionModel, WorkflowInstanceModel
 
 if TYPE_CHECKING:
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from flowdeck_api.auth import Principal
-    from flowdeck_api.workflows import Tenants
     from flowdeck_engine import WorkflowInstance
+    from flowdeck_runtime.tenants import Tenants
 
 Row = WorkflowInstanceModel
 LIVE = (WorkflowStatus.RUNNING.value, WorkflowStatus.WAITING.value, WorkflowStatus.PENDING.value)

@@ -12,14 +12,14 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from flowdeck_api.domain.tasks.schemas import TaskPage, TaskRead
 from flowdeck_api.errors import ApiError, not_found
 from flowdeck_api.pagination import decode_time_and_id, encode_cursor
-from flowdeck_api.tenancy import in_tenant
+from flowdeck_runtime.tenancy import in_tenant
 from flowdeck_store import HumanTaskModel
 
 if TYPE_CHECKING:
     from uuid import UUID
 
     from flowdeck_api.auth import Principal
-    from flowdeck_api.workflows import Tenants
+    from flowdeck_runtime.tenants import Tenants
 
 Task = HumanTaskModel
 _LAST = datetime(9999, 1, 1, tzinfo=UTC)

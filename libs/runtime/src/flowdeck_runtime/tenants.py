@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from flowdeck_api.errors import not_found
-from flowdeck_api.tenancy import in_tenant
-from flowdeck_engine import WorkflowRegistry
+from flowdeck_engine import InstanceNotFoundError, WorkflowNotFoundError, WorkflowRegistry
 from flowdeck_engine.documents import Platform, load_definition
+from flowdeck_runtime.tenancy import in_tenant
 from flowdeck_store import PersistentExecutionEngine, WorkflowDefinitionModel, WorkflowInstanceModel, bind_tenant
 
 if TYPE_CHECKING:
@@ -75,7 +74,8 @@ class Tenants:
         return engine
 
     async def prepare(self, tenant: UUID, instance_id: UUID) -> PersistentExecutionEngine:
-        """The tenant's engine, ready to load ``instance_id`` (its definition compiled; 404 if none)."""
+        """The tenant's engine, ready to load ``instance_id`` (its definition compiled); raises
+        :class:`InstanceNotFoundError` when the tenant has no such instance."""
         model = WorkflowInstanceModel
         async with self.transaction(tenant) as session:
             found = (
@@ -86,12 +86,13 @@ class Tenants:
                 )
             ).one_or_none()
         if found is None:
-            raise not_found("instance")
+            raise InstanceNotFoundError(instance_id)
         await self.definition(tenant, found[0], found[1])
         return self.engine(tenant)
 
     async def definition(self, tenant: UUID, name: str, version: str) -> WorkflowDefinition:
-        """The compiled definition ``name`` at ``version`` of ``tenant`` (404 when it has none)."""
+        """The compiled definition ``name`` at ``version`` of ``tenant``; raises
+        :class:`WorkflowNotFoundError` when it has none."""
         registry = self.engine(tenant).registry
         if registry.has_definition(name, version):
             return registry.get_definition(name, version)
@@ -107,6 +108,6 @@ class Tenants:
                         )
                     ).scalar_one_or_none()
                 if document is None:
-                    raise not_found(f"workflow {name!r} version {version!r}")
+                    raise WorkflowNotFoundError(name, version)
                 registry.register_definition(load_definition(document, platform=self.platform))
         return registry.get_definition(name, version)
