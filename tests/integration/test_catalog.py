@@ -35,8 +35,9 @@ def test_every_tenant_table_has_rls_enabled_forced_and_a_policy(database: Databa
     rows = _query(
         database.owner_url,
         "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
-        "  (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid), "
-        "  (SELECT string_agg(pg_get_expr(p.polqual, p.polrelid), ' ') FROM pg_policy p WHERE p.polrelid = c.oid) "
+        "  (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'tenant_isolation'), "
+        "  (SELECT string_agg(pg_get_expr(p.polqual, p.polrelid), ' ') FROM pg_policy p "
+        "   WHERE p.polrelid = c.oid AND p.polname = 'tenant_isolation') "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname <> 'alembic_version'",
     )
@@ -46,6 +47,17 @@ def test_every_tenant_table_has_rls_enabled_forced_and_a_policy(database: Databa
         assert enabled and forced, name
         assert policies == 1, name
         assert "NULLIF(current_setting('app.tenant_id'::text, true), ''::text))::uuid" in str(qual), (name, qual)
+    # The one other policy: the owner may read callback tokens (for flowdeck_callback_target, the
+    # SECURITY DEFINER lookup of the callback route); it is SELECT-only and not the app role's.
+    others = _query(
+        database.owner_url,
+        "SELECT c.relname, p.polname, p.polcmd::text, array(SELECT rolname FROM pg_roles WHERE oid = ANY(p.polroles)) "
+        "FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE p.polname <> 'tenant_isolation'",
+    )
+    assert [(table, name, cmd) for table, name, cmd, _ in others] == [
+        ("workflow_callback_tokens", "callback_lookup", "r")
+    ]
+    assert APP not in others[0][3] and "public" not in others[0][3]
 
 
 def test_the_app_role_cannot_get_around_rls(database: Database) -> None:

@@ -46,6 +46,11 @@ CASES: dict[str, dict[str, Any] | None] = {
     "POST /v1/definitions/{name}/{version}/deactivate": None,
 }
 
+# Routes whose path parameter is itself the credential, so "another tenant's id" has no meaning:
+# whoever holds a callback token may use it once, whatever else they carry (test_callbacks.py
+# covers unknown, used, expired and malformed tokens, and that a bearer token changes nothing).
+EXEMPT = {"POST /v1/callbacks/{token}": "the single-use callback token is the only credential"}
+
 
 @dataclass(frozen=True)
 class Ids:
@@ -140,7 +145,7 @@ async def call(api: Api, route: str, ids: Ids, headers: dict[str, str]) -> Any:
 
 
 async def test_the_table_covers_exactly_the_parameterised_routes(api: Api) -> None:
-    routes = parameterised_routes(api.app)
+    routes = parameterised_routes(api.app) - set(EXEMPT)
     assert len(routes) >= len(CASES) > 10
     missing, stale = routes - set(CASES), set(CASES) - routes
     assert not missing, f"add a cross-tenant case for every new route with a path parameter: {sorted(missing)}"
@@ -151,7 +156,7 @@ async def test_the_table_covers_exactly_the_parameterised_routes(api: Api) -> No
 async def test_another_tenants_ids_answer_404_and_change_nothing(
     api: Api, monkeypatch: pytest.MonkeyPatch, app_filter: bool
 ) -> None:
-    assert parameterised_routes(api.app) == set(CASES)
+    assert parameterised_routes(api.app) == set(CASES) | set(EXEMPT)
     world = await build_world(api)
     before_api = await api_view(api, world)
     before_db = await db_fingerprint(api.database, world.a)

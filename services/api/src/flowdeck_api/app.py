@@ -44,7 +44,6 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
             components=Components(
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
             ),
-            security=[{"bearer": []}],
         ),
         debug=False,
     )

@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from flowdeck_api.auth import JwksKeySource, SecretKeySource, TokenVerifier
 from flowdeck_api.bodies import checked_json
+from flowdeck_api.domain.callbacks.controller import CallbackController
 from flowdeck_api.domain.definitions.controller import DefinitionController
 from flowdeck_api.domain.instances.controller import InstanceController
 from flowdeck_api.domain.tasks.controller import AdminTaskController, TaskController
@@ -130,6 +131,14 @@ class WorkflowPlugin(InitPluginProtocol):
                     guards=list(config.api_guards),
                     before_request=checked_json(settings.limits.max_json_depth),
                     middleware=middleware,
+                    security=[{"bearer": []}] if config.authenticate else None,
+                )
+            )
+            app_config.route_handlers.append(
+                Router(
+                    path=config.api_path_prefix,
+                    route_handlers=[CallbackController],
+                    before_request=checked_json(settings.limits.max_json_depth),
                 )
             )
         return app_config

@@ -57,6 +57,8 @@ class CallbackTokenModel(TenantOwned):
     __table_args__ = (
         UniqueConstraint("tenant_id", "token"),
         Index("ix_workflow_callback_tokens_tenant_instance", "tenant_id", "instance_id", "step_name"),
+        # the callback route knows only the token: flowdeck_callback_target() looks it up by it
+        Index("ix_workflow_callback_tokens_token", "token"),
     )
 
     instance_id: Mapped[UUID] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))

@@ -56,11 +56,20 @@ class InstanceSummary(msgspec.Struct, kw_only=True):
     created_by: str | None
 
 
+class CallbackRead(msgspec.Struct, kw_only=True):
+    """A webhook step waiting for a callback: POST the payload to ``url`` (no bearer token needed)."""
+
+    step_name: str
+    url: str
+    expires_at: datetime | None
+
+
 class InstanceRead(InstanceSummary, kw_only=True):
-    """One instance: its state, context and step history."""
+    """One instance: its state, context, step history, and the callbacks it waits for."""
 
     context: dict[str, Any]
     steps: list[StepRead]
+    callbacks: list[CallbackRead] = msgspec.field(default_factory=list)
 
 
 class InstancePage(msgspec.Struct, kw_only=True):

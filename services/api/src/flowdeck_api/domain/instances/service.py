@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from flowdeck_api.domain.definitions.service import DefinitionService
 from flowdeck_api.domain.instances.schemas import (
+    CallbackRead,
     InstancePage,
     InstanceRead,
     InstanceStart,
@@ -21,7 +22,7 @@ from flowdeck_api.errors import ApiError, not_found
 from flowdeck_api.pagination import decode_time_and_id, encode_cursor
 from flowdeck_engine import WorkflowStatus
 from flowdeck_runtime.tenancy import in_tenant
-from flowdeck_store import IdempotencyKeyModel, StepExecutionModel, WorkflowInstanceModel
+from flowdeck_store import CallbackTokenModel, IdempotencyKeyModel, StepExecutionModel, WorkflowInstanceModel
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -188,6 +189,17 @@ class InstanceService:
                 .scalars()
                 .all()
             )
+            tokens = (
+                (
+                    await session.execute(
+                        select(CallbackTokenModel).where(
+                            in_tenant(CallbackTokenModel, self.tenant), CallbackTokenModel.instance_id == row.id
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
         summary = msgspec.structs.asdict(_summary(row))
         return InstanceRead(
             **summary,
@@ -204,6 +216,10 @@ class InstanceService:
                     completed_by=s.completed_by,
                 )
                 for s in steps
+            ],
+            callbacks=[
+                CallbackRead(step_name=t.step_name, url=f"/v1/callbacks/{t.token}", expires_at=t.expires_at)
+                for t in tokens
             ],
         )
 
