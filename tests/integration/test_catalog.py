@@ -47,17 +47,25 @@ def test_every_tenant_table_has_rls_enabled_forced_and_a_policy(database: Databa
         assert enabled and forced, name
         assert policies == 1, name
         assert "NULLIF(current_setting('app.tenant_id'::text, true), ''::text))::uuid" in str(qual), (name, qual)
-    # The one other policy: the owner may read callback tokens (for flowdeck_callback_target, the
-    # SECURITY DEFINER lookup of the callback route); it is SELECT-only and not the app role's.
     others = _query(
         database.owner_url,
         "SELECT c.relname, p.polname, p.polcmd::text, array(SELECT rolname FROM pg_roles WHERE oid = ANY(p.polroles)) "
         "FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE p.polname <> 'tenant_isolation'",
     )
-    assert [(table, name, cmd) for table, name, cmd, _ in others] == [
-        ("workflow_callback_tokens", "callback_lookup", "r")
+    # The others: the owner may read callback tokens (flowdeck_callback_target), and read and
+    # claim timers and pending work and read instances (flowdeck_claim_due and
+    # flowdeck_instance_tenant, the scheduler's and worker's SECURITY DEFINER scans); none is
+    # the app role's, none deletes or inserts.
+    assert sorted((table, name, cmd) for table, name, cmd, _ in others) == [
+        ("workflow_callback_tokens", "callback_lookup", "r"),
+        ("workflow_instances", "system_scan_read", "r"),
+        ("workflow_pending_work", "system_scan_claim", "w"),
+        ("workflow_pending_work", "system_scan_read", "r"),
+        ("workflow_timers", "system_scan_claim", "w"),
+        ("workflow_timers", "system_scan_read", "r"),
     ]
-    assert APP not in others[0][3] and "public" not in others[0][3]
+    for _, _, _, roles in others:
+        assert APP not in roles and "public" not in roles
 
 
 def test_the_app_role_cannot_get_around_rls(database: Database) -> None:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flowdeck_engine import (
+    BaseMachineStep,
     ConcurrencyError,
     InMemoryEventBus,
     InstanceNotFoundError,
     InvalidTransitionError,
     StepStatus,
     TaskStatus,
+    WorkflowContext,
     WorkflowStatus,
 )
 from flowdeck_engine.kernel import TaskCompleted
@@ -31,7 +34,7 @@ from flowdeck_store import (
     bind_tenant,
 )
 from tests.integration.conftest import NewTenant
-from tests.integration.workflows import registry
+from tests.integration.workflows import Approve, linear, registry
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -218,3 +221,54 @@ async def test_one_session_like_the_seeds(sessions: Sessions, new_tenant: NewTen
         done = await engine.complete_human_task(instance.id, "approve", "u", {"approved": True})
         assert done.status is WorkflowStatus.COMPLETED
     assert await count(sessions, tenant, WorkflowInstanceModel, status="completed") == 1
+
+
+class Returns(BaseMachineStep):
+    """Returns the value it was made with (a step result of any JSON shape)."""
+
+    def __init__(self, name: str, value: Any) -> None:
+        super().__init__(name)
+        self.value = value
+
+    async def execute(self, context: WorkflowContext) -> Any:
+        return self.value
+
+
+RESULTS: dict[str, Any] = {
+    "text": "a string, not JSON text: {}",
+    "number": 2.5,
+    "items": [1, "two", None, {"three": [3]}],
+    "nested": {"a": {"b": [True, False]}, "é": "ü"},
+    "nothing": None,
+}
+
+
+async def test_json_values_come_back_as_they_went_in(sessions: Sessions, new_tenant: NewTenant) -> None:
+    tenant = await new_tenant("acme")
+    reg = registry()
+    steps: list[Any] = [Returns(name, value) for name, value in RESULTS.items()]
+    reg.register_definition(linear("shapes", [*steps[:2], Approve(), *steps[2:]]))
+    started = await PersistentExecutionEngine(reg, sessions, tenant_id=tenant).start_workflow(
+        "shapes", {"order": {"lines": [1, 2]}, "note": "x"}
+    )
+    form = {"approved": True, "comment": "ok", "extra": {"list": [1, None]}}
+    fresh = PersistentExecutionEngine(reg, sessions, tenant_id=tenant)  # reads everything back from the database
+    done = await fresh.complete_human_task(started.id, "approve", "bob", form)
+    assert done.status is WorkflowStatus.COMPLETED
+    again = await PersistentExecutionEngine(reg, sessions, tenant_id=tenant).get_instance(started.id)
+    results = {r.step_name: r.result for r in again.step_history}
+    assert {name: results[name] for name in RESULTS} == RESULTS
+    assert again.data == {"order": {"lines": [1, 2]}, "note": "x", **form}
+    (task,) = await fresh.persistence.list_tasks(instance_id=started.id)
+    assert task.form_schema == Approve.form_schema
+    async with sessions() as session:
+        bind_tenant(session, tenant)
+        rows = await session.execute(select(OutboxEventModel).where(OutboxEventModel.instance_id == started.id))
+        outbox = rows.scalars().all()
+        step_ids = (await session.execute(select(StepExecutionModel.id))).scalars().all()
+    # started and completed, one StepExecuted per machine step, and the task: created, completed, executed
+    assert len({row.id for row in outbox}) == len(outbox) == 2 + len(RESULTS) + 3
+    assert len(set(step_ids)) == len(step_ids) == len(RESULTS) + 1
+    (started_event,) = [row.payload for row in outbox if row.event_type == "WorkflowStarted"]
+    assert started_event["initial_data"] == {"order": {"lines": [1, 2]}, "note": "x"}
+    assert started_event["instance_id"] == str(started.id)

@@ -22,13 +22,15 @@ from sqlalchemy.pool import NullPool
 from flowdeck_runtime import tenancy
 from flowdeck_store import WorkflowDefinitionModel
 from tests.integration.api.conftest import EXPENSE, YAML, Api
+from tests.integration.api.test_jobs import RENDER
 from tests.integration.conftest import TABLES, Database
 
 if TYPE_CHECKING:
     from litestar import Litestar
 
 # Route ("METHOD /path/{param}") -> the JSON body to send (None: no body). Ordered so that tenant A
-# can run the same table as a control: reads first, then claim, unclaim, reassign, complete.
+# can run the same table as a control: reads first, then claim, unclaim, reassign, complete. A's
+# job is leased to A's admin: failing it with retry releases the lease, so completing it is a 409.
 CASES: dict[str, dict[str, Any] | None] = {
     "GET /v1/definitions/{name}": None,
     "GET /v1/definitions/{name}/{version}": None,
@@ -43,6 +45,8 @@ CASES: dict[str, dict[str, Any] | None] = {
     "POST /v1/tasks/{task_id}/complete": {"data": {"approved": True, "comment": "from another tenant"}},
     "POST /v1/instances/{instance_id}/cancel": {"reason": "from another tenant"},
     "POST /v1/instances/{instance_id}/retry": {"from_step": "submit"},
+    "POST /v1/jobs/{job_id}/fail": {"error": "from another tenant", "retry": True},
+    "POST /v1/jobs/{job_id}/complete": {"output": {"from": "another tenant"}},
     "POST /v1/definitions/{name}/{version}/deactivate": None,
 }
 
@@ -60,6 +64,7 @@ class Ids:
     version: str
     instance_id: str
     task_id: str
+    job_id: str
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,11 @@ async def build_world(api: Api) -> World:
     )
     assert started.status_code == 201 and started.json()["status"] == "waiting", started.text
     (task,) = (await api.client.get("/v1/admin/tasks", headers=admin_a)).json()["items"]
-    ids = Ids("expense-approval", "1.0.0", started.json()["id"], task["id"])
+    assert (await api.client.post("/v1/definitions", json=RENDER, headers=admin_a)).status_code == 201
+    rendering = await api.client.post("/v1/instances", json={"workflow": "render-report"}, headers=admin_a)
+    assert rendering.status_code == 201 and rendering.json()["status"] == "waiting", rendering.text
+    (job,) = (await api.client.post("/v1/jobs/fetch", json={"job_type": "pdf.render"}, headers=admin_a)).json()
+    ids = Ids("expense-approval", "1.0.0", started.json()["id"], task["id"], job["id"])
     return World(a, b, admin_a, admin_b, ids)
 
 
@@ -160,7 +169,8 @@ async def test_another_tenants_ids_answer_404_and_change_nothing(
     world = await build_world(api)
     before_api = await api_view(api, world)
     before_db = await db_fingerprint(api.database, world.a)
-    assert before_db["workflow_instances"][0] == 1 and before_db["workflow_human_tasks"][0] == 1
+    assert before_db["workflow_instances"][0] == 2 and before_db["workflow_human_tasks"][0] == 1
+    assert before_db["workflow_callback_tokens"][0] == 1
     monkeypatch.setattr(tenancy, "APP_FILTER", app_filter)
     if not app_filter:
         await assert_only_rls_is_left(api.database, world)
@@ -197,6 +207,8 @@ async def test_another_tenants_ids_answer_404_and_change_nothing(
     assert (await api.client.get(f"/v1/tasks/{world.ids.task_id}", headers=world.admin_a)).json()["status"] == (
         "completed"
     )
+    (job,) = (await api.client.post("/v1/jobs/fetch", json={"job_type": "pdf.render"}, headers=world.admin_a)).json()
+    assert job["id"] == world.ids.job_id and job["attempt"] == 2  # A's own failure released its lease
 
 
 async def assert_only_rls_is_left(database: Database, world: World) -> None:
@@ -206,6 +218,6 @@ async def assert_only_rls_is_left(database: Database, world: World) -> None:
     engine = create_async_engine(superuser, poolclass=NullPool)
     try:
         async with engine.connect() as conn:
-            assert (await conn.execute(query)).scalars().all() == [world.ids.name]
+            assert sorted((await conn.execute(query)).scalars().all()) == sorted([world.ids.name, RENDER["name"]])
     finally:
         await engine.dispose()

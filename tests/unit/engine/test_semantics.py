@@ -654,6 +654,26 @@ async def test_an_awaits_callback_machine_step_waits_like_a_webhook(h: Harness) 
     assert instance.status is WorkflowStatus.COMPLETED and instance.context.get("url") == "https://x"
 
 
+async def test_a_failed_wait_fails_the_instance_and_only_while_waiting(h: Harness) -> None:
+    class ExternalJob(BaseMachineStep):
+        awaits_callback = True
+
+    h.register(definition([ExternalJob("render", timeout=timedelta(hours=1)), Set("z")], [Edge("render", "z")]))
+    instance = await h.engine.start_workflow("wf")
+    await h.engine.fail_wait(instance.id, "render", "the renderer crashed")
+    assert instance.status is WorkflowStatus.FAILED and instance.failed_step == "render"
+    assert "ExternalJobError: the renderer crashed" in (instance.error or "")
+    assert history(instance)[-1] == ("render", "failed")
+    with pytest.raises(InvalidTransitionError):
+        await h.engine.fail_wait(instance.id, "render", "again")
+    await h.advance(hours=2)  # the wait's timeout was called off: nothing changes
+    assert instance.status is WorkflowStatus.FAILED and history(instance)[-1] == ("render", "failed")
+    await h.engine.retry(instance.id)
+    assert instance.status is WorkflowStatus.WAITING and instance.current_step == "render"
+    await h.engine.receive_callback(instance.id, "render", {"url": "https://x"})
+    assert instance.status is WorkflowStatus.COMPLETED
+
+
 async def test_steps_publish_custom_events_only_when_they_succeed(h: Harness) -> None:
     from flowdeck_engine import CustomEvent
 

@@ -196,6 +196,16 @@ class WaitTimedOut:
 
 
 @dataclass(slots=True)
+class WaitFailed:
+    """The external system behind a waiting callback step (an external job's worker) gave up on it."""
+
+    step: str
+    error_type: str
+    message: str
+    at: datetime
+
+
+@dataclass(slots=True)
 class CancelRequested:
     """Someone canceled the instance."""
 
@@ -219,6 +229,7 @@ Event = (
     | TimerFired
     | CallbackReceived
     | WaitTimedOut
+    | WaitFailed
     | CancelRequested
     | RetryRequested
 )
@@ -419,6 +430,7 @@ class Kernel:
             TimerFired: self._on_timer_fired,
             CallbackReceived: self._on_callback,
             WaitTimedOut: self._on_timed_out,
+            WaitFailed: self._on_wait_failed,
             CancelRequested: self._on_cancel,
             RetryRequested: self._on_retry,
         }
@@ -610,6 +622,18 @@ class Kernel:
                 RecordStep(StepExecution(e.step, plan.step_type, StepStatus.FAILED, since, e.at, 1, error=error))
             )
             self._fail(s, e.step, error, e.at, commands)
+        return self._settle(s, e.at, commands)
+
+    def _on_wait_failed(self, state: InstanceState, e: WaitFailed) -> Transition:
+        self._waiting(state, e.step, CALLBACK, "fail wait")
+        s = state.copy()
+        since = s.active.pop(e.step).since or e.at
+        plan = self._steps[e.step]
+        error = f"{e.error_type}: {e.message}"
+        commands: list[Command] = [
+            RecordStep(StepExecution(e.step, plan.step_type, StepStatus.FAILED, since, e.at, 1, error=error))
+        ]
+        self._fail(s, e.step, error, e.at, commands)
         return self._settle(s, e.at, commands)
 
     def _on_cancel(self, state: InstanceState, e: CancelRequested) -> Transition:

@@ -31,6 +31,7 @@ from flowdeck_engine.kernel import (
     TaskCompleted,
     TimerFired,
     Transition,
+    WaitFailed,
     WaitTimedOut,
 )
 from flowdeck_engine.memory import ClockDispatcher, InMemoryInstanceStore
@@ -264,6 +265,18 @@ class LocalExecutionEngine:
         instance, kernel = await self._load(instance_id)
         return await self._apply_and_drive(instance, kernel, WaitTimedOut(step_name, self.clock.now()))
 
+    async def fail_wait(
+        self, instance_id: UUID, step_name: str, error: str, error_type: str = "ExternalJobError"
+    ) -> WorkflowInstance:
+        """The external system behind the waiting callback step ``step_name`` gave up with ``error``:
+        the step is recorded failed and the instance fails (retry it like any failed instance).
+
+        Raises :class:`TaskNotFoundError` when that step is not waiting for a callback.
+        """
+        instance, kernel = await self._load(instance_id)
+        event = WaitFailed(step_name, error_type, error, self.clock.now())
+        return await self._apply_and_drive(instance, kernel, event)
+
     async def get_instance(self, instance_id: UUID) -> WorkflowInstance:
         """The instance with this id; raises :class:`InstanceNotFoundError`."""
         return await self.persistence.load(instance_id)
@@ -352,7 +365,7 @@ class LocalExecutionEngine:
             if self.event_bus is not None:
                 await self._emit(before, merged, events[0], instance)
             cause = events[0]
-            if isinstance(cause, TaskCompleted | CallbackReceived):
+            if isinstance(cause, TaskCompleted | CallbackReceived | WaitFailed):
                 self.dispatcher.cancel(instance.id, cause.step)  # its escalation or timeout is moot
             ready = self._carry_out(instance, kernel, merged)
             if len(transitions) > 1:

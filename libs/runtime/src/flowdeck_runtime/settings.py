@@ -29,6 +29,16 @@ def _int(name: str, default: int) -> int:
         raise ValidationError(f"{name} must be an integer, not {raw!r}") from None
 
 
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValidationError(f"{name} must be a number, not {raw!r}") from None
+
+
 def _list(name: str, default: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in _env(name, default).split(",") if part.strip())
 
@@ -52,6 +62,33 @@ class RedisSettings:
     """Redis wakes workers and shares rate limits across API processes; None in embedded mode."""
 
     url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkSettings:
+    """How machine steps, timers and deadlines are run outside the request path (production mode).
+
+    ``queue_name`` is the SAQ queue the API enqueues to and the workers take from. A worker holds
+    a lease on an instance's pending work for ``lease_seconds``, renewed every
+    ``heartbeat_seconds`` while it runs; ``job_timeout_seconds`` bounds one job (one instance's
+    run of consecutive machine steps). The scheduler polls every ``poll_seconds`` (one database
+    query per poll when idle) and re-enqueues work that waited ``quiet_seconds`` unleased.
+    """
+
+    queue_name: str = "flowdeck"
+    concurrency: int = 16
+    job_timeout_seconds: int = 300
+    heartbeat_seconds: int = 10
+    lease_seconds: int = 15
+    retries: int = 3
+    shutdown_grace_seconds: int = 20
+    poll_seconds: float = 1.0
+    quiet_seconds: int = 5
+    claim_seconds: int = 30
+    batch_size: int = 100
+    transaction_idle_seconds: int = 10
+    """PostgreSQL ends a worker's or scheduler's session idle that long inside a transaction (a
+    paused process would otherwise hold its row locks, and so its work, for as long as it sleeps)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +155,7 @@ class Settings:
     redis: RedisSettings
     auth: AuthSettings
     limits: LimitSettings = field(default_factory=LimitSettings)
+    work: WorkSettings = field(default_factory=WorkSettings)
     service_name: str = "flowdeck"
 
     @property
@@ -154,6 +192,20 @@ def load_settings() -> Settings:
             starts_per_minute=_int("FLOWDECK_STARTS_PER_MINUTE", 600),
             max_running_instances=_int("FLOWDECK_MAX_RUNNING_INSTANCES", 10_000),
             max_starts_in_flight=_int("FLOWDECK_MAX_STARTS_IN_FLIGHT", 64),
+        ),
+        work=WorkSettings(
+            queue_name=_env("FLOWDECK_QUEUE_NAME", "flowdeck"),
+            concurrency=_int("FLOWDECK_WORKER_CONCURRENCY", 16),
+            job_timeout_seconds=_int("FLOWDECK_JOB_TIMEOUT", 300),
+            heartbeat_seconds=_int("FLOWDECK_JOB_HEARTBEAT", 10),
+            lease_seconds=_int("FLOWDECK_LEASE_SECONDS", 15),
+            retries=_int("FLOWDECK_JOB_RETRIES", 3),
+            shutdown_grace_seconds=_int("FLOWDECK_SHUTDOWN_GRACE", 20),
+            poll_seconds=_float("FLOWDECK_SCHEDULER_POLL", 1.0),
+            quiet_seconds=_int("FLOWDECK_RECONCILE_QUIET", 5),
+            claim_seconds=_int("FLOWDECK_CLAIM_SECONDS", 30),
+            batch_size=_int("FLOWDECK_SCHEDULER_BATCH", 100),
+            transaction_idle_seconds=_int("FLOWDECK_TRANSACTION_IDLE_SECONDS", 10),
         ),
         service_name=_env("OTEL_SERVICE_NAME", "flowdeck"),
     )

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-    from flowdeck_engine import Clock, EventBus, Interceptor, WorkflowDefinition
+    from flowdeck_engine import Clock, Dispatcher, EventBus, Interceptor, StepQueue, WorkflowDefinition
 
 
 class Tenants:
@@ -39,13 +39,19 @@ class Tenants:
         event_bus: EventBus | None = None,
         clock: Clock | None = None,
         interceptor: Interceptor | None = None,
+        step_queue: StepQueue | None = None,
+        dispatcher: Dispatcher | None = None,
         max_cached: int = 512,
     ) -> None:
+        """``step_queue`` (production): machine steps go to workers instead of running here;
+        ``dispatcher``: how waits are scheduled (in-process by default)."""
         self.sessions = sessions
         self.platform = platform or Platform()
         self._bus = event_bus
         self._clock = clock
         self._interceptor = interceptor
+        self.step_queue = step_queue
+        self._dispatcher = dispatcher
         self._max = max_cached
         self._engines: OrderedDict[UUID, PersistentExecutionEngine] = OrderedDict()
         self._locks: dict[tuple[UUID, str, str], asyncio.Lock] = {}
@@ -63,9 +69,15 @@ class Tenants:
         engine = self._engines.get(tenant)
         if engine is None:
             engine = PersistentExecutionEngine(
-                WorkflowRegistry(), self.sessions, self._bus, tenant_id=tenant, clock=self._clock
+                WorkflowRegistry(),
+                self.sessions,
+                self._bus,
+                tenant_id=tenant,
+                clock=self._clock,
+                dispatcher=self._dispatcher,
+                step_queue=self.step_queue,
+                interceptor=self._interceptor,
             )
-            engine.interceptor = self._interceptor
             self._engines[tenant] = engine
             if len(self._engines) > self._max:
                 self._engines.popitem(last=False)

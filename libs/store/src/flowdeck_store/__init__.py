@@ -11,14 +11,17 @@ from flowdeck_store.base import AuditedBase, Base, TenantOwned, metadata
 from flowdeck_store.batching import BatchLimits
 from flowdeck_store.database import create_engine, session_factory
 from flowdeck_store.definitions import definition_document
+from flowdeck_store.durable import DurableInstanceStore
 from flowdeck_store.engine import PersistentExecutionEngine
 from flowdeck_store.exceptions import (
     InvalidTenantError,
+    StaleLeaseError,
     StoreError,
     TenantMismatchError,
     TenantNotBoundError,
     UnknownTenantError,
 )
+from flowdeck_store.leases import Lease, extend_lease, release_lease, take_lease
 from flowdeck_store.models import (
     CallbackTokenModel,
     HumanTaskModel,
@@ -39,6 +42,7 @@ from flowdeck_store.repositories import (
     WorkflowDefinitionRepository,
     WorkflowInstanceRepository,
 )
+from flowdeck_store.scans import DueItem, DueTimer, claim_due, drop_timer, instance_seq, instance_tenant, load_timer
 from flowdeck_store.store import SqlInstanceStore
 from flowdeck_store.tenancy import (
     TenantSession,
@@ -55,14 +59,19 @@ __all__ = [
     "Base",
     "BatchLimits",
     "CallbackTokenModel",
+    "DueItem",
+    "DueTimer",
+    "DurableInstanceStore",
     "HumanTaskModel",
     "HumanTaskRepository",
     "IdempotencyKeyModel",
     "InvalidTenantError",
+    "Lease",
     "OutboxEventModel",
     "PendingWorkModel",
     "PersistentExecutionEngine",
     "SqlInstanceStore",
+    "StaleLeaseError",
     "StepExecutionModel",
     "StepExecutionRepository",
     "StoreError",
@@ -81,12 +90,20 @@ __all__ = [
     "WorkflowInstanceRepository",
     "as_tenant_id",
     "bind_tenant",
+    "claim_due",
     "create_engine",
     "current_tenant",
     "definition_document",
+    "drop_timer",
+    "extend_lease",
     "guard_sessions",
+    "instance_seq",
+    "instance_tenant",
+    "load_timer",
     "metadata",
+    "release_lease",
     "session_factory",
     "session_tenant",
+    "take_lease",
     "tenant_scope",
 ]

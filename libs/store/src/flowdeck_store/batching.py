@@ -24,9 +24,15 @@ R = TypeVar("R")
 
 @dataclass(frozen=True, slots=True)
 class BatchLimits:
-    """How big a batch may grow and how many batches of one tenant may be in flight at once."""
+    """How big a batch may grow and how many batches of one tenant may be in flight at once.
 
-    max_batch: int = 64
+    Smaller batches cost more transactions; one batch for everything in flight makes the calls
+    move in lockstep (all of them run their Python while the database waits, then all wait on the
+    database). 32 with 4 in flight lets one half's steps run while the other half is written: on
+    the persistent benchmark (64 calls in flight) it did better than 64 in 5 of 7 paired runs of
+    machine -> human -> machine (geometric mean +13%), and no worse on machine steps."""
+
+    max_batch: int = 32
     max_parallel: int = 4
 
 

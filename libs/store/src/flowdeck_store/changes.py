@@ -5,6 +5,9 @@ single save). Step records, human tasks and outbox events come from the transiti
 causes, in order; pending work, timers and callback tokens from the difference between the state
 before the first transition and the state after the last. No transition logic lives here: the
 kernel decided everything; this only writes it down.
+
+Rows carry no ``id``: the writer gives each one (PostgreSQL draws them itself). JSON values encoded
+here already are :class:`~flowdeck_store.jsonsafe.JsonText`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from flowdeck_engine.codec import state_to_json
 from flowdeck_engine.events import events_for
 from flowdeck_engine.kernel import CloseWait, OpenTask, RecordStep, TaskCompleted
-from flowdeck_store.jsonsafe import event_json, result_json, to_json
+from flowdeck_store.jsonsafe import event_text, json_text, result_text
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -74,7 +77,6 @@ class Change:
                 ex = command.execution  # type: ignore[union-attr]
                 self.steps.append(
                     {
-                        "id": uuid.uuid4(),
                         "tenant_id": tenant,
                         "instance_id": iid,
                         "seq": seq,
@@ -82,7 +84,7 @@ class Change:
                         "step_type": ex.step_type.value,
                         "status": ex.status.value,
                         "input_data": None,
-                        "output_data": None if ex.result is None else result_json(ex.result),
+                        "output_data": None if ex.result is None else result_text(ex.result),
                         "error": ex.error,
                         "started_at": ex.started_at,
                         "completed_at": ex.completed_at,
@@ -98,14 +100,13 @@ class Change:
                 task: OpenTask = command  # type: ignore[assignment]
                 self.tasks.append(
                     {
-                        "id": uuid.uuid4(),
                         "tenant_id": tenant,
                         "instance_id": iid,
                         "workflow_name": instance.workflow_name,
                         "step_name": task.step,
                         "title": task.title,
                         "description": task.description or None,
-                        "form_schema": to_json(task.form_schema),
+                        "form_schema": None if task.form_schema is None else json_text(task.form_schema),
                         "assignee_id": task.assignee,
                         "assignee_group": task.candidate_groups[0] if task.candidate_groups else None,
                         "candidate_groups": list(task.candidate_groups),
@@ -124,11 +125,10 @@ class Change:
             self.events.append(event)
             self.outbox.append(
                 {
-                    "id": uuid.uuid4(),
                     "tenant_id": tenant,
                     "instance_id": iid,
                     "event_type": event.type,
-                    "payload": event_json(event),
+                    "payload": event_text(event),
                     "occurred_at": event.timestamp,
                     "created_at": at,
                     "updated_at": at,
@@ -194,7 +194,7 @@ class Change:
             old = before.get(name)
             if old is not None and old.kind == act.kind and old.attempt == act.attempt and old.due_at == act.due_at:
                 continue
-            base = {"id": uuid.uuid4(), "tenant_id": tenant, "instance_id": iid, "step_name": name}
+            base = {"tenant_id": tenant, "instance_id": iid, "step_name": name}
             stamps = {"created_at": now, "updated_at": now}
             if act.kind == RUN:
                 w.work_new.append(
@@ -213,9 +213,7 @@ class Change:
             elif act.kind == CALLBACK:
                 w.tokens_new.append({**base, "token": secrets.token_urlsafe(32), "expires_at": act.due_at, **stamps})
                 if act.due_at is not None:
-                    w.timers_new.append(
-                        {**base, "id": uuid.uuid4(), "kind": "timeout", "fire_at": act.due_at, **stamps}
-                    )
+                    w.timers_new.append({**base, "kind": "timeout", "fire_at": act.due_at, **stamps})
         return w
 
 

@@ -7,6 +7,10 @@ when the call has run as far as it can (the instance waits or ends), fenced on t
 loaded. A crash before that commit leaves nothing behind, and the call can be made again (steps
 run at least once either way). With ``commit_each_change=True`` every change is its own
 transaction instead, as the shell saves it.
+
+Events and step-queue requests are held back until the unit commits (a worker woken earlier could
+load the state from before it). Workers and schedulers call :meth:`resume`, :meth:`fire_timer` and
+:meth:`expire_wait`, each one unit of work too; a worker's lease is checked in the commit.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowdeck_engine import ConcurrencyError, LocalExecutionEngine
-from flowdeck_store.store import SqlInstanceStore, _unit
+from flowdeck_store.durable import DurableInstanceStore
+from flowdeck_store.store import _unit
 from flowdeck_store.tenancy import as_tenant_id
 
 if TYPE_CHECKING:
@@ -25,7 +30,9 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from flowdeck_engine import Clock, Dispatcher, EventBus, WorkflowDefinition, WorkflowEvent, WorkflowInstance
+    from flowdeck_engine.ports import Interceptor, StepQueue
     from flowdeck_engine.registry import WorkflowRegistry
+    from flowdeck_store.leases import Lease
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,6 +64,38 @@ class _AfterCommitBus:
                 log.exception("event bus failed on %s", event.type)
 
 
+class _AfterCommitQueue:
+    """Hands instances to the real step queue only once the change that made their steps due is
+    committed. A failed hand-over is logged, not raised: the change is durable, and the
+    scheduler's reconciler re-sends what no worker picked up."""
+
+    def __init__(self, queue: StepQueue) -> None:
+        self.queue = queue
+        self.held: dict[int, dict[UUID, WorkflowInstance]] = {}
+
+    async def enqueue(self, instance: WorkflowInstance, steps: list[str]) -> None:
+        unit = _unit.get()
+        if unit is not None and unit.open:
+            self.held.setdefault(id(unit), {})[instance.id] = instance
+            return
+        await self._send(instance)
+
+    async def release(self, key: int, committed: bool) -> None:
+        instances = self.held.pop(key, {})
+        if committed:
+            for instance in instances.values():
+                await self._send(instance)
+
+    async def _send(self, instance: WorkflowInstance) -> None:
+        due = [name for name, act in instance.state.active.items() if act.kind == "run"]
+        if not due or instance.status.is_final:
+            return
+        try:
+            await self.queue.enqueue(instance, due)
+        except Exception:
+            log.exception("could not enqueue instance %s (the reconciler will)", instance.id)
+
+
 class PersistentExecutionEngine(LocalExecutionEngine):
     """The seeds' drop-in replacement for :class:`~flowdeck_engine.LocalExecutionEngine`, durable.
 
@@ -66,7 +105,7 @@ class PersistentExecutionEngine(LocalExecutionEngine):
     names one for the new instance, and later calls on that instance find it again.
     """
 
-    persistence: SqlInstanceStore
+    persistence: DurableInstanceStore
 
     def __init__(
         self,
@@ -78,14 +117,19 @@ class PersistentExecutionEngine(LocalExecutionEngine):
         commit_each_change: bool = False,
         clock: Clock | None = None,
         dispatcher: Dispatcher | None = None,
+        step_queue: StepQueue | None = None,
+        interceptor: Interceptor | None = None,
     ) -> None:
         self._bus = None if event_bus is None else _AfterCommitBus(event_bus)
+        self._queue = None if step_queue is None else _AfterCommitQueue(step_queue)
         super().__init__(
             registry,
-            SqlInstanceStore(registry, session, tenant_id=tenant_id),
+            DurableInstanceStore(registry, session, tenant_id=tenant_id),
             self._bus,
             clock=clock,
             dispatcher=dispatcher,
+            step_queue=self._queue,
+            interceptor=interceptor,
         )
         self.commit_each_change = commit_each_change
 
@@ -127,6 +171,15 @@ class PersistentExecutionEngine(LocalExecutionEngine):
             self.persistence.tenant_for(instance_id), lambda: receive(instance_id, step_name, payload)
         )
 
+    async def fail_wait(
+        self, instance_id: UUID, step_name: str, error: str, error_type: str = "ExternalJobError"
+    ) -> WorkflowInstance:
+        """Fail the waiting callback step ``step_name`` (an external job given up on): the instance fails."""
+        fail = super().fail_wait
+        return await self._call(
+            self.persistence.tenant_for(instance_id), lambda: fail(instance_id, step_name, error, error_type)
+        )
+
     async def cancel_workflow(self, instance_id: UUID, reason: str) -> WorkflowInstance:
         """Cancel a running or waiting instance; its open tasks, timers and callbacks are closed."""
         cancel = super().cancel_workflow
@@ -136,6 +189,31 @@ class PersistentExecutionEngine(LocalExecutionEngine):
         """Resume a failed instance from its failed step, or from ``from_step``."""
         retry = super().retry
         return await self._call(self.persistence.tenant_for(instance_id), lambda: retry(instance_id, from_step))
+
+    async def resume(self, instance_id: UUID, *, lease: Lease | None = None) -> WorkflowInstance:
+        """Run the instance's due machine steps as one unit of work (a worker's job).
+
+        With ``lease``, the commit happens only while the lease holds, else it raises
+        :class:`~flowdeck_store.StaleLeaseError` and writes nothing.
+        """
+        resume = super().resume
+        if lease is None:
+            return await self._call(self.persistence.tenant_for(instance_id), lambda: resume(instance_id))
+        self.persistence.hold(lease)
+        try:
+            return await self._call(self.persistence.tenant_for(instance_id), lambda: resume(instance_id))
+        finally:
+            self.persistence.drop(lease)
+
+    async def fire_timer(self, instance_id: UUID, step_name: str) -> WorkflowInstance:
+        """Fire the timer of ``step_name`` (a timer already fired is a no-op)."""
+        fire = super().fire_timer
+        return await self._call(self.persistence.tenant_for(instance_id), lambda: fire(instance_id, step_name))
+
+    async def expire_wait(self, instance_id: UUID, step_name: str) -> WorkflowInstance:
+        """The wait of ``step_name`` passed its deadline (a webhook's timeout, a task's escalation)."""
+        expire = super().expire_wait
+        return await self._call(self.persistence.tenant_for(instance_id), lambda: expire(instance_id, step_name))
 
     async def _call(self, tenant: UUID, run: Callable[[], Awaitable[T]], attempts: int = _CALL_ATTEMPTS) -> T:
         """Run one public call as one unit of work; on a conflict run it again on the fresh state."""
@@ -157,4 +235,6 @@ class PersistentExecutionEngine(LocalExecutionEngine):
             finally:
                 if self._bus is not None:
                     await self._bus.release(unit_key, committed)
+                if self._queue is not None:
+                    await self._queue.release(unit_key, committed)
         raise AssertionError("unreachable")  # pragma: no cover

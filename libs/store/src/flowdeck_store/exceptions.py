@@ -44,3 +44,15 @@ class UnknownTenantError(StoreError, LookupError):
     def __init__(self, tenant_id: UUID) -> None:
         super().__init__(f"tenant {tenant_id} does not exist")
         self.tenant_id = tenant_id
+
+
+class StaleLeaseError(StoreError):
+    """A worker's lease on an instance's pending work no longer holds: its change was not written.
+
+    Another worker took the work over (the lease expired) or already committed it. Not retryable:
+    the current holder carries on.
+    """
+
+    def __init__(self, instance_id: UUID) -> None:
+        super().__init__(f"the lease on instance {instance_id} no longer holds: nothing was written")
+        self.instance_id = instance_id

@@ -7,7 +7,6 @@ import json
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -26,40 +25,39 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-dumps = partial(json.dumps, default=_default, separators=(",", ":"), allow_nan=False)
-"""``json.dumps`` that also takes enums, datetimes, UUIDs, decimals, sets and dataclasses."""
+dumps = json.JSONEncoder(default=_default, separators=(",", ":"), allow_nan=False).encode
+"""``json.dumps`` that also takes enums, datetimes, UUIDs, decimals, sets and dataclasses (one
+encoder for every call: ``json.dumps`` with options builds a new one each time)."""
 
 
-def to_json(value: Any) -> Any:
-    """``value`` as plain JSON types (lists, dicts, strings, numbers, booleans, None)."""
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return json.loads(dumps(value))
+class JsonText(str):
+    """A value already encoded as JSON text: the PostgreSQL writer sends it as it is (no second
+    ``dumps``), other dialects decode it for their JSON columns."""
+
+    __slots__ = ()
 
 
-def result_json(value: Any) -> Any:
-    """A step result for the record: as JSON when it can be, else its ``repr`` (it is only a record)."""
+def json_text(value: Any) -> JsonText:
+    """``value`` encoded once, as :data:`dumps` does; raises TypeError or ValueError like it."""
+    return JsonText(dumps(value))
+
+
+def result_text(value: Any) -> JsonText:
+    """A step result for the record as JSON text: as JSON when it can be, else its ``repr``."""
     try:
-        return to_json(value)
+        return json_text(value)
     except (TypeError, ValueError):
-        return {"repr": repr(value)}
+        return json_text({"repr": repr(value)})
 
 
-def event_json(event: Any) -> dict[str, Any]:
-    """A workflow event (a slotted dataclass of ids, names, times, enums, tuples, JSON data) as JSON."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(event):
-        value = getattr(event, f.name)
-        if value is None or isinstance(value, str | int | float | bool):
-            out[f.name] = value
-        elif isinstance(value, Enum):
-            out[f.name] = value.value
-        elif isinstance(value, datetime):
-            out[f.name] = value.isoformat()
-        elif isinstance(value, UUID):
-            out[f.name] = str(value)
-        elif isinstance(value, tuple) and all(isinstance(v, str) for v in value):
-            out[f.name] = list(value)
-        else:
-            out[f.name] = to_json(value)
-    return out
+_EVENT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def event_text(event: Any) -> JsonText:
+    """A workflow event as JSON text: its fields by name (ids and times as strings, enums as their
+    values, tuples as lists), encoded in one pass."""
+    kind = type(event)
+    names = _EVENT_FIELDS.get(kind)
+    if names is None:
+        names = _EVENT_FIELDS[kind] = tuple(f.name for f in dataclasses.fields(event))
+    return JsonText(dumps({name: getattr(event, name) for name in names}))

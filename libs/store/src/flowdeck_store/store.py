@@ -46,7 +46,7 @@ from flowdeck_store.tenancy import TENANT_KEY, as_tenant_id, current_tenant, gua
 from flowdeck_store.writer import write_changes
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
     from uuid import UUID
 
     from sqlalchemy import Table
@@ -263,28 +263,16 @@ class SqlInstanceStore:
         return instance
 
     async def _load_batch(self, tenant: UUID, ids: Sequence[UUID]) -> list[WorkflowInstance | BaseException]:
-        """Several instances of one tenant, read in one transaction."""
+        """Several instances of one tenant with their step history, read in one transaction (on
+        PostgreSQL with asyncpg in one round trip)."""
         async with self.transaction(tenant) as session:
-            rows = {
-                row.id: row
-                for row in (
-                    await session.execute(
-                        select(WorkflowInstanceModel).where(
-                            WorkflowInstanceModel.tenant_id == tenant, WorkflowInstanceModel.id.in_(ids)
-                        )
-                    )
-                ).scalars()
-            }
-            steps: dict[UUID, list[StepExecutionModel]] = {}
-            if rows:
-                for step in (
-                    await session.execute(
-                        select(StepExecutionModel)
-                        .where(StepExecutionModel.tenant_id == tenant, StepExecutionModel.instance_id.in_(list(rows)))
-                        .order_by(StepExecutionModel.instance_id, StepExecutionModel.seq)
-                    )
-                ).scalars():
-                    steps.setdefault(step.instance_id, []).append(step)
+            connection = await session.connection()
+            if connection.dialect.name == "postgresql" and connection.dialect.driver == "asyncpg":
+                raw: Any = (await connection.get_raw_connection()).driver_connection
+                rows: dict[UUID, Any] = {row["id"]: row for row in await raw.fetch(_LOAD, tenant, list(ids))}
+                steps: Mapping[UUID, Sequence[Any]] = {key: row["steps"] or () for key, row in rows.items()}
+            else:
+                rows, steps = await self._load_portable(session, tenant, ids)
         out: list[WorkflowInstance | BaseException] = []
         for instance_id in ids:
             row = rows.get(instance_id)
@@ -292,10 +280,36 @@ class SqlInstanceStore:
                 out.append(InstanceNotFoundError(instance_id))
                 continue
             try:
-                out.append(self._instance(row, steps.get(instance_id, [])))
+                out.append(self._instance(row, steps.get(instance_id, ())))
             except InvalidTransitionError as exc:
                 out.append(exc)
         return out
+
+    @staticmethod
+    async def _load_portable(
+        session: AsyncSession, tenant: UUID, ids: Sequence[UUID]
+    ) -> tuple[dict[UUID, Any], Mapping[UUID, Sequence[Any]]]:
+        rows: dict[UUID, Any] = {
+            row.id: _InstanceRow.of(row)
+            for row in (
+                await session.execute(
+                    select(WorkflowInstanceModel).where(
+                        WorkflowInstanceModel.tenant_id == tenant, WorkflowInstanceModel.id.in_(ids)
+                    )
+                )
+            ).scalars()
+        }
+        steps: dict[UUID, list[tuple[Any, ...]]] = {}
+        if rows:
+            for step in (
+                await session.execute(
+                    select(StepExecutionModel)
+                    .where(StepExecutionModel.tenant_id == tenant, StepExecutionModel.instance_id.in_(list(rows)))
+                    .order_by(StepExecutionModel.instance_id, StepExecutionModel.seq)
+                )
+            ).scalars():
+                steps.setdefault(step.instance_id, []).append(_step_tuple(step))
+        return rows, steps
 
     async def list_instances(
         self, *, workflow_name: str | None = None, status: WorkflowStatus | None = None
@@ -324,10 +338,10 @@ class SqlInstanceStore:
                 if ids
                 else []
             )
-        by_instance: dict[UUID, list[StepExecutionModel]] = {}
+        by_instance: dict[UUID, list[tuple[Any, ...]]] = {}
         for step in steps:
-            by_instance.setdefault(step.instance_id, []).append(step)
-        return [self._instance(r, by_instance.get(r.id, [])) for r in rows]
+            by_instance.setdefault(step.instance_id, []).append(_step_tuple(step))
+        return [self._instance(_InstanceRow.of(r), by_instance.get(r.id, [])) for r in rows]
 
     async def list_tasks(self, *, instance_id: UUID | None = None, status: TaskStatus | None = None) -> list[HumanTask]:
         """The tenant's human tasks, oldest first, optionally by instance and status."""
@@ -424,38 +438,75 @@ class SqlInstanceStore:
             )
         return found
 
-    def _instance(self, row: WorkflowInstanceModel, steps: Sequence[StepExecutionModel]) -> WorkflowInstance:
+    def _instance(self, row: Any, steps: Sequence[Sequence[Any]]) -> WorkflowInstance:
+        """The instance of ``row`` (an :class:`_InstanceRow` or a record of :data:`_LOAD`) and its
+        step history (tuples in the order of :data:`_STEP_COLUMNS`)."""
         try:
-            definition = self.registry.get_definition(row.workflow_name, row.workflow_version)
+            definition = self.registry.get_definition(row["workflow_name"], row["workflow_version"])
         except WorkflowNotFoundError:
             raise InvalidTransitionError(
-                row.id, "load", f"its definition {row.workflow_name!r} is no longer registered"
+                row["id"], "load", f"its definition {row['workflow_name']!r} is no longer registered"
             ) from None
-        state = state_from_json({**row.kernel_state, "data": row.context_data})
+        state = state_from_json({**row["kernel_state"], "data": row["context_data"]})
         instance = WorkflowInstance(
             definition,
             state,
-            tenant_id=str(row.tenant_id),
-            created_by=row.created_by,
-            metadata=dict(row.metadata_ or {}),
-            version=row.version,
+            tenant_id=str(row["tenant_id"]),
+            created_by=row["created_by"],
+            metadata=dict(row["metadata"] or {}),
+            version=row["version"],
         )
         instance.step_history.extend(
             StepExecution(
-                s.step_name,
-                StepType(s.step_type),
-                StepStatus(s.status),
-                s.started_at,
-                s.completed_at,
-                s.attempt,
-                s.output_data,
-                s.error,
-                s.completed_by,
+                name,
+                StepType(step_type),
+                StepStatus(status),
+                started_at,
+                completed_at,
+                attempt,
+                output,
+                error,
+                completed_by,
             )
-            for s in steps
+            for name, step_type, status, started_at, completed_at, attempt, output, error, completed_by in steps
         )
         instance.context.current_step = next(iter(state.active), "")
         return instance
+
+
+_STEP_COLUMNS = ("step_name", "step_type", "status", "started_at", "completed_at", "attempt", "output_data", "error",
+                 "completed_by")  # fmt: skip
+_LOAD = (
+    "SELECT w.id, w.tenant_id, w.workflow_name, w.workflow_version, w.kernel_state, w.context_data, w.metadata, "  # noqa: S608 (built from constants)
+    "w.created_by, w.version, "
+    f"(SELECT array_agg(ROW({', '.join('s.' + c for c in _STEP_COLUMNS)}) ORDER BY s.seq) "
+    "FROM workflow_step_executions AS s WHERE s.tenant_id = $1 AND s.instance_id = w.id) AS steps "
+    "FROM workflow_instances AS w WHERE w.tenant_id = $1 AND w.id = ANY($2::uuid[])"
+)
+"""Instances with their step history in one round trip. The history is a correlated subquery: one
+probe of the (tenant_id, instance_id, seq) index per instance, whatever the planner guesses."""
+
+
+class _InstanceRow(dict[str, Any]):
+    """An instance model's columns by name, as a :data:`_LOAD` record has them."""
+
+    @classmethod
+    def of(cls, row: WorkflowInstanceModel) -> _InstanceRow:
+        return cls(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            workflow_name=row.workflow_name,
+            workflow_version=row.workflow_version,
+            kernel_state=row.kernel_state,
+            context_data=row.context_data,
+            metadata=row.metadata_,
+            created_by=row.created_by,
+            version=row.version,
+        )
+
+
+def _step_tuple(step: StepExecutionModel) -> tuple[Any, ...]:
+    return tuple(getattr(step, name) for name in _STEP_COLUMNS)
 
 
 def task_from_row(row: HumanTaskModel) -> HumanTask:

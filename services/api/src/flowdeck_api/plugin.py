@@ -28,10 +28,13 @@ from flowdeck_api.bodies import checked_json
 from flowdeck_api.domain.callbacks.controller import CallbackController
 from flowdeck_api.domain.definitions.controller import DefinitionController
 from flowdeck_api.domain.instances.controller import InstanceController
+from flowdeck_api.domain.jobs.controller import JobController
 from flowdeck_api.domain.tasks.controller import AdminTaskController, TaskController
 from flowdeck_api.errors import EXCEPTION_HANDLERS
 from flowdeck_api.ratelimit import StartLimitMiddleware, StartLimits
 from flowdeck_api.security import BearerAuthMiddleware
+from flowdeck_runtime.dispatch import StoredWaits
+from flowdeck_runtime.queue import SaqStepQueue
 from flowdeck_runtime.settings import Settings, get_settings
 from flowdeck_runtime.telemetry import TracingInterceptor
 from flowdeck_runtime.tenants import Tenants
@@ -47,7 +50,7 @@ if TYPE_CHECKING:
 
     from flowdeck_api.auth import KeySource, Principal
 
-ROUTE_HANDLERS = (DefinitionController, InstanceController, TaskController, AdminTaskController)
+ROUTE_HANDLERS = (DefinitionController, InstanceController, TaskController, AdminTaskController, JobController)
 _TENANT_TTL = 30.0
 
 
@@ -103,7 +106,17 @@ class WorkflowPlugin(InitPluginProtocol):
             if config.tracer_provider is None
             else TracingInterceptor(config.tracer_provider.get_tracer("flowdeck.engine"))
         )
-        tenants = Tenants(session_factory(db_engine), interceptor=interceptor)
+        # Production with Redis: machine steps run on workers, waits fire from the scheduler.
+        # Otherwise (embedded, or no Redis) this process runs them itself.
+        queue = None
+        if not settings.embedded and settings.redis.url:
+            queue = SaqStepQueue.from_url(settings.redis.url, settings.work)
+        tenants = Tenants(
+            session_factory(db_engine),
+            interceptor=interceptor,
+            step_queue=queue,
+            dispatcher=None if queue is None else StoredWaits(),
+        )
         keys: KeySource = (
             JwksKeySource(settings.auth.jwks_url)
             if settings.auth.jwks_url
@@ -151,6 +164,8 @@ def _redis(url: str | None) -> Redis | None:
 
 async def _dispose(app: Litestar) -> None:
     await app.state.db_engine.dispose()
+    if app.state.tenants.step_queue is not None:
+        await app.state.tenants.step_queue.disconnect()
     if app.state.redis is not None:
         await app.state.redis.aclose()
 

@@ -51,7 +51,13 @@ class TimerModel(TenantOwned):
 
 
 class CallbackTokenModel(TenantOwned):
-    """The secret an external system presents to call back a waiting webhook step."""
+    """The secret an external system presents to call back a waiting webhook step.
+
+    A waiting external job step has one too: the jobs API offers the row (its ``id`` is the job's
+    id) to the tenant's workers and leases it to one at a time (``lease_owner`` until
+    ``lease_expires_at``; ``attempts`` counts the leases). A lease that lapses offers the job again;
+    a released job with a ``lease_expires_at`` but no owner is offered again from that time.
+    """
 
     __tablename__ = "workflow_callback_tokens"
     __table_args__ = (
@@ -65,3 +71,6 @@ class CallbackTokenModel(TenantOwned):
     step_name: Mapped[str] = mapped_column(String(255))
     token: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    lease_owner: Mapped[str | None] = mapped_column(String(255), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -1,0 +1,174 @@
+"""SAQ dispatch: the engine's :class:`~flowdeck_engine.ports.StepQueue` on a SAQ queue in Redis.
+
+SAQ only wakes workers: PostgreSQL holds every instance's state and its pending work, and a job
+says no more than "resume instance X of tenant T, whose state is at sequence N". So a job lost in
+Redis costs a re-send by the scheduler's reconciler, and a duplicate costs a no-op. One job per
+instance (not per step): its worker runs every consecutive machine step that is due.
+
+SAQ's job defaults lose work after a crash (a swept job with one attempt is marked aborted, never
+retried), so every job carries all of :class:`JobSettings` explicitly; a configuration test fails
+the build when SAQ grows a job setting that this module does not set.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from saq import Job, Queue, Status
+from saq.queue.redis import RedisQueue
+
+from flowdeck_engine import ValidationError
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from flowdeck_engine import WorkflowInstance
+    from flowdeck_runtime.settings import WorkSettings
+
+log = logging.getLogger(__name__)
+
+RUN_INSTANCE: Final = "run_instance"
+"""The worker's job function: ``run_instance(ctx, *, tenant_id, instance_id, seq)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobSettings:
+    """Every setting of a SAQ job, set explicitly (SAQ's defaults are never relied on).
+
+    ``timeout`` bounds one run of a job (0 would disable it: never). ``heartbeat``: the worker
+    beats while a job runs, so a job whose worker died is swept after ``heartbeat`` seconds, not
+    after ``timeout``. ``retries`` counts attempts (SAQ's "retries" is the attempt limit);
+    ``retry_delay`` and ``retry_backoff`` space them. ``ttl`` keeps a finished job's record that
+    long (a finished key never blocks a later enqueue of the same key). ``scheduled`` 0 is "now".
+    """
+
+    timeout: int
+    heartbeat: int
+    retries: int
+    retry_delay: float
+    retry_backoff: bool | float
+    ttl: int
+    scheduled: int = 0
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0:
+            raise ValidationError("a job timeout must be positive (0 disables it)")
+        if self.heartbeat <= 0 or self.heartbeat >= self.timeout:
+            raise ValidationError("a job heartbeat must be positive and shorter than its timeout")
+        if self.retries < 2:
+            raise ValidationError("a job needs at least 2 attempts: a swept single-attempt job is lost")
+        if self.ttl <= 0:
+            raise ValidationError("a job ttl must be positive (0 keeps finished jobs forever)")
+
+    @classmethod
+    def from_settings(cls, work: WorkSettings) -> JobSettings:
+        """The job settings for the work settings ``work``."""
+        return cls(
+            timeout=work.job_timeout_seconds,
+            heartbeat=work.heartbeat_seconds,
+            retries=work.retries,
+            retry_delay=1.0,
+            retry_backoff=30.0,
+            ttl=600,
+        )
+
+    def fields(self) -> dict[str, Any]:
+        """The settings as SAQ ``Job`` keyword arguments."""
+        return asdict(self)
+
+
+def instance_job_key(instance_id: UUID | str, seq: int) -> str:
+    """The job key of an instance at sequence ``seq``: a duplicate enqueue of it is a no-op."""
+    return f"{instance_id}:{seq}"
+
+
+def instance_job(
+    tenant_id: UUID | str, instance_id: UUID | str, seq: int, settings: JobSettings, *, key: str | None = None
+) -> Job:
+    """The job that asks a worker to resume ``instance_id`` of ``tenant_id`` at ``seq``."""
+    return Job(
+        function=RUN_INSTANCE,
+        kwargs={"tenant_id": str(tenant_id), "instance_id": str(instance_id), "seq": int(seq)},
+        key=key or instance_job_key(instance_id, seq),
+        **settings.fields(),
+    )
+
+
+class SaqStepQueue:
+    """The engine's step queue on SAQ: one job per instance whose machine steps are due.
+
+    The engine calls :meth:`enqueue` only after the change that made the steps due committed
+    (so the worker never loads a state older than the one that asked for it).
+    """
+
+    def __init__(self, queue: Queue, settings: JobSettings) -> None:
+        self.queue = queue
+        self.settings = settings
+        self._connected = False
+
+    @classmethod
+    def from_url(cls, url: str, work: WorkSettings, *, socket_timeout: float | None = 2.0) -> SaqStepQueue:
+        """A step queue on the Redis at ``url`` (it connects on first use).
+
+        ``socket_timeout`` bounds every Redis call, so a Redis that hangs cannot hold up an API
+        request (its change is committed already; the reconciler re-sends the job). Workers pass
+        None: their blocking dequeue and job updates have their own timeouts.
+        """
+        redis = Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+        return cls(RedisQueue(redis, name=work.queue_name), JobSettings.from_settings(work))
+
+    async def connect(self) -> None:
+        """Connect the queue (idempotent)."""
+        if not self._connected:
+            await self.queue.connect()
+            self._connected = True
+
+    async def disconnect(self) -> None:
+        """Close the queue's connections (nothing to do when it never connected)."""
+        if self._connected:
+            self._connected = False
+            try:
+                await self.queue.disconnect()
+            except (RedisError, OSError):
+                log.warning("the step queue's Redis did not answer while closing")
+
+    async def enqueue(self, instance: WorkflowInstance, steps: list[str]) -> None:
+        """Ask a worker to resume ``instance`` (its ``steps`` are due)."""
+        tenant = instance.tenant_id
+        if tenant is None:
+            raise ValidationError(f"instance {instance.id} has no tenant")
+        await self.enqueue_instance(tenant, instance.id, instance.state.seq)
+
+    async def enqueue_instance(self, tenant_id: UUID | str, instance_id: UUID | str, seq: int) -> bool:
+        """Enqueue the job for ``instance_id`` at ``seq``; False when that job is already waiting."""
+        await self.connect()
+        job = await self.queue.enqueue(instance_job(tenant_id, instance_id, seq, self.settings))
+        return job is not None
+
+    async def resend(self, tenant_id: UUID | str, instance_id: UUID | str, seq: int) -> str:
+        """Re-send the job of an instance whose due work no worker is on (the reconciler's call).
+
+        ``sent``: enqueued under its key. ``waiting``: a live job with that key is queued or
+        running. ``replaced``: the job with that key is stuck on a dead worker (no heartbeat; SAQ
+        sweeps it only later), so a job under a key of its own is sent now; whichever runs second
+        finds nothing due or the lease taken, and does nothing.
+        """
+        await self.connect()
+        key = instance_job_key(instance_id, seq)
+        if await self.queue.enqueue(instance_job(tenant_id, instance_id, seq, self.settings)) is not None:
+            return "sent"
+        current = await self.queue.job(key)
+        if current is not None and not current.stuck and current.status is not Status.ABORTING:
+            return "waiting"
+        again = instance_job(tenant_id, instance_id, seq, self.settings, key=f"{key}:{uuid.uuid4().hex[:12]}")
+        await self.queue.enqueue(again)
+        log.info("job %s is stuck on a dead worker: sent %s", key, again.key)
+        return "replaced"
+
+
+__all__ = ["RUN_INSTANCE", "JobSettings", "SaqStepQueue", "instance_job", "instance_job_key"]

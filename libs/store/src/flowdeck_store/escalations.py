@@ -1,0 +1,124 @@
+"""Task escalations in SQL: the timer that fires a human task's escalation, and its reassignment.
+
+The kernel opens a task with an escalation time (``Escalation.after`` after it opened) and, when
+the escalation fires, either reassigns the task (its activity's attempt goes from 1 to 2) or
+closes it along the step's timeout edges. This module writes what the generic change writer does
+not: a ``workflow_timers`` row of kind ``escalation`` while a task that has an escalation is open
+(the scheduler fires it through ``expire_wait``), and the new candidate groups of a reassigned
+task. Both are read off the states before and after a change, in the change's own transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from sqlalchemy import Table, and_, delete, insert, or_, update
+
+from flowdeck_store.models import HumanTaskModel, TimerModel
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+    from uuid import UUID
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from flowdeck_engine import InstanceState
+    from flowdeck_engine.kernel import Activity
+    from flowdeck_store.changes import Change
+
+ESCALATION: Final = "escalation"
+TASK: Final = "task"
+_TIMERS = cast("Table", TimerModel.__table__)
+_TASKS = cast("Table", HumanTaskModel.__table__)
+
+
+@dataclass(slots=True)
+class EscalationRows:
+    """Escalation timers to add and remove, and tasks to reassign, for a batch of changes."""
+
+    new: list[dict[str, Any]] = field(default_factory=list)
+    gone: list[tuple[UUID, str]] = field(default_factory=list)
+    reassign: list[tuple[UUID, str, tuple[str, ...]]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.new or self.gone or self.reassign)
+
+
+def _open(act: Activity | None) -> bool:
+    return act is not None and act.kind == TASK and act.attempt == 1
+
+
+def escalation_rows(changes: Sequence[Change], now: datetime) -> EscalationRows:
+    """What ``changes`` (written successfully) mean for escalation timers and task assignment."""
+    rows = EscalationRows()
+    for change in changes:
+        before: dict[str, Activity] = change.start.active if change.start is not None else {}
+        state: InstanceState = change.instance.state
+        steps = change.instance.definition.steps
+        iid = change.instance.id
+        for name, act in before.items():
+            new = state.active.get(name)
+            if _open(act) and not (_open(new) and new is not None and new.since == act.since):
+                rows.gone.append((iid, name))
+                if new is not None and new.kind == TASK and new.attempt == 2:
+                    escalation = getattr(steps.get(name), "escalation", None)
+                    if escalation is not None and escalation.reassign_to:
+                        rows.reassign.append((iid, name, tuple(escalation.reassign_to)))
+        for name, act in state.active.items():
+            old = before.get(name)
+            if not _open(act) or (_open(old) and old is not None and old.since == act.since):
+                continue
+            escalation = getattr(steps.get(name), "escalation", None)
+            if escalation is None or act.since is None:
+                continue
+            rows.new.append(
+                {
+                    "id": uuid.uuid4(),
+                    "tenant_id": change.tenant_id,
+                    "instance_id": iid,
+                    "step_name": name,
+                    "kind": ESCALATION,
+                    "fire_at": act.since + escalation.after,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+    return rows
+
+
+async def write_escalations(session: AsyncSession, tenant_id: UUID, changes: Sequence[Change], now: datetime) -> None:
+    """Write the escalation timers and reassignments of ``changes`` in ``session``'s transaction."""
+    rows = escalation_rows(changes, now)
+    if not rows:
+        return
+    c = _TIMERS.c
+    if rows.gone:
+        await session.execute(
+            delete(_TIMERS).where(
+                c.tenant_id == tenant_id,
+                c.kind == ESCALATION,
+                or_(*(and_(c.instance_id == iid, c.step_name == step) for iid, step in rows.gone)),
+            )
+        )
+    if rows.new:
+        await session.execute(insert(_TIMERS), rows.new)
+    t = _TASKS.c
+    for iid, step, groups in rows.reassign:
+        await session.execute(
+            update(_TASKS)
+            .where(t.tenant_id == tenant_id, t.instance_id == iid, t.step_name == step, t.status == "pending")
+            .values(
+                assignee_id=None,
+                candidate_groups=list(groups),
+                assignee_group=groups[0],
+                claimed_by=None,
+                claimed_at=None,
+                updated_at=now,
+            )
+        )
+
+
+__all__ = ["ESCALATION", "EscalationRows", "escalation_rows", "write_escalations"]

@@ -1,0 +1,122 @@
+"""Leases on an instance's pending work: which worker runs its due machine steps, and until when.
+
+A worker takes the lease on every due, free (or expired) ``workflow_pending_work`` row of an
+instance in one ``UPDATE ... RETURNING``: its owner id, an expiry, and each row's ``fence``
+bumped. The commit of what it ran is checked against the lease in the same transaction (see
+:class:`~flowdeck_store.durable.DurableInstanceStore`): if another worker took the rows over, or
+committed them, the late worker commits nothing. Rows are compared on the database clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, cast
+
+from sqlalchemy import Table, func, or_, select, update
+
+from flowdeck_store.models import PendingWorkModel
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+    from uuid import UUID
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+_WORK = cast("Table", PendingWorkModel.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A worker's hold on an instance's pending work: ``fences`` maps (step, attempt) to its fence."""
+
+    instance_id: UUID
+    owner: str
+    fences: dict[tuple[str, int], int]
+
+    def covers(self, step: str, attempt: int) -> bool:
+        """Whether this lease holds the pending work of ``step``'s ``attempt``."""
+        return (step, attempt) in self.fences
+
+
+async def take_lease(
+    session: AsyncSession, tenant_id: UUID, instance_id: UUID, owner: str, seconds: float
+) -> Lease | None:
+    """Lease the instance's due pending work that no live lease holds; None when there is none."""
+    now = func.now()
+    c = _WORK.c
+    rows = (
+        await session.execute(
+            update(_WORK)
+            .where(
+                c.tenant_id == tenant_id,
+                c.instance_id == instance_id,
+                or_(c.not_before.is_(None), c.not_before <= now),
+                or_(c.lease_owner.is_(None), c.lease_expires_at <= now),
+            )
+            .values(
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=seconds),
+                fence=c.fence + 1,
+                updated_at=now,
+            )
+            .returning(c.step_name, c.attempt, c.fence)
+        )
+    ).all()
+    if not rows:
+        return None
+    return Lease(instance_id, owner, {(step, attempt): fence for step, attempt, fence in rows})
+
+
+async def extend_lease(session: AsyncSession, tenant_id: UUID, lease: Lease, seconds: float) -> bool:
+    """Push the lease's expiry ``seconds`` ahead; False when it was lost (taken over, committed)."""
+    c = _WORK.c
+    now = func.now()
+    result = await session.execute(
+        update(_WORK)
+        .where(c.tenant_id == tenant_id, c.instance_id == lease.instance_id, c.lease_owner == lease.owner)
+        .values(lease_expires_at=now + timedelta(seconds=seconds), updated_at=now)
+        .returning(c.id)
+    )
+    return bool(result.all())
+
+
+async def release_lease(session: AsyncSession, tenant_id: UUID, lease: Lease) -> None:
+    """Give back what is left of the lease (rows its commit did not remove)."""
+    c = _WORK.c
+    await session.execute(
+        update(_WORK)
+        .where(c.tenant_id == tenant_id, c.instance_id == lease.instance_id, c.lease_owner == lease.owner)
+        .values(lease_owner=None, lease_expires_at=None, updated_at=func.now())
+    )
+
+
+async def stale_leases(session: AsyncSession, tenant_id: UUID, leases: Collection[Lease]) -> set[UUID]:
+    """The instances whose lease no longer holds, locking the rows of those that do.
+
+    A lease holds while every row it took still carries its owner and fence. The rows are locked
+    (``FOR UPDATE``) until the transaction ends, so no takeover slips in before the commit.
+    """
+    if not leases:
+        return set()
+    c = _WORK.c
+    owners = [lease.owner for lease in leases]
+    rows = (
+        await session.execute(
+            select(c.instance_id, c.step_name, c.attempt, c.fence)
+            .where(c.tenant_id == tenant_id, c.lease_owner.in_(owners))
+            .with_for_update()
+        )
+    ).all()
+    held: dict[UUID, set[tuple[str, int, int]]] = {}
+    for instance_id, step, attempt, fence in rows:
+        held.setdefault(instance_id, set()).add((step, attempt, fence))
+    stale: set[UUID] = set()
+    for lease in leases:
+        mine = {(step, attempt, fence) for (step, attempt), fence in lease.fences.items()}
+        if not mine <= held.get(lease.instance_id, set()):
+            stale.add(lease.instance_id)
+    return stale
+
+
+__all__ = ["Lease", "extend_lease", "release_lease", "stale_leases", "take_lease"]

@@ -1,0 +1,1 @@
+"""External jobs: the tenant's own workers fetch waiting external job steps, then complete or fail them."""

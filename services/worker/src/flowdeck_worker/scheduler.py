@@ -1,0 +1,149 @@
+"""``flowdeck scheduler``: fires due timers and deadlines, and re-sends lost or abandoned work.
+
+Each poll is ONE statement across tenants, ``flowdeck_claim_due`` (a SECURITY DEFINER function
+returning ``(tenant_id, id)`` pairs), on a connection held open in autocommit mode: an idle
+scheduler costs one database query per ``poll_seconds`` and nothing else. Claimed items are each
+handled under their own tenant:
+
+- ``timer`` rows: a timer step fires (``fire_timer``); a webhook's ``timeout`` or a task's
+  ``escalation`` expires its wait (``expire_wait``). The kernel ignores stale events, and the
+  claim moves ``fire_at`` ahead, so several schedulers fire each item once; a row the change did
+  not remove (its wait had already ended) is dropped after.
+- ``work``: an instance whose due machine steps have no live job (Redis lost it, or its worker's
+  lease expired) is enqueued again with its key ``instance_id:seq`` (a duplicate is a no-op).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from flowdeck_engine import InstanceNotFoundError
+from flowdeck_store import claim_due, drop_timer, instance_seq, load_timer
+from flowdeck_store.scans import TIMER, WORK
+from flowdeck_worker.services import open_services
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from flowdeck_runtime.settings import Settings
+    from flowdeck_store import DueItem
+    from flowdeck_worker.services import Services
+
+log = logging.getLogger(__name__)
+_PARALLEL = 16
+
+
+class Scheduler:
+    """Polls for due items and handles each under its tenant."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.work = services.settings.work
+        # One connection, held open and in autocommit: one statement per poll, no pre-ping.
+        self._scan_engine: AsyncEngine = create_async_engine(
+            services.settings.database.url, pool_size=1, max_overflow=0, isolation_level="AUTOCOMMIT"
+        )
+        self._conn: AsyncConnection | None = None
+        self._parallel = asyncio.Semaphore(_PARALLEL)
+        self.handled = 0
+
+    async def close(self) -> None:
+        """Close the scan connection."""
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+        await self._scan_engine.dispose()
+
+    async def tick(self) -> int:
+        """Claim what is due (one statement) and handle it; the number of items claimed."""
+        try:
+            if self._conn is None:
+                self._conn = await self._scan_engine.connect()
+            items = await claim_due(
+                self._conn,
+                limit=self.work.batch_size,
+                claim_seconds=self.work.claim_seconds,
+                quiet_seconds=self.work.quiet_seconds,
+            )
+        except Exception:
+            log.exception("scheduler scan failed (retrying)")
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    await self._conn.close()
+                self._conn = None
+            return 0
+        if items:
+            await asyncio.gather(*(self._handle(item) for item in items))
+        return len(items)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set (a full batch polls again at once)."""
+        while not stop.is_set():
+            claimed = await self.tick()
+            if claimed >= self.work.batch_size:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.work.poll_seconds)
+
+    async def _handle(self, item: DueItem) -> None:
+        async with self._parallel:
+            try:
+                if item.kind == TIMER:
+                    await self._fire(item)
+                elif item.kind == WORK:
+                    await self._resend(item)
+                self.handled += 1
+            except Exception:
+                log.exception("scheduler could not handle %s %s of tenant %s", item.kind, item.id, item.tenant_id)
+
+    async def _fire(self, item: DueItem) -> None:
+        tenants = self.services.tenants
+        async with tenants.transaction(item.tenant_id) as session:
+            timer = await load_timer(session, item.tenant_id, item.id)
+        if timer is None:
+            return  # its wait ended meanwhile
+        try:
+            engine = await tenants.prepare(item.tenant_id, timer.instance_id)
+            if timer.kind == TIMER:
+                await engine.fire_timer(timer.instance_id, timer.step_name)
+            else:
+                await engine.expire_wait(timer.instance_id, timer.step_name)
+        except InstanceNotFoundError:
+            pass
+        async with tenants.transaction(item.tenant_id) as session:
+            await drop_timer(session, item.tenant_id, item.id)
+
+    async def _resend(self, item: DueItem) -> None:
+        async with self.services.tenants.transaction(item.tenant_id) as session:
+            seq = await instance_seq(session, item.tenant_id, item.id)
+        if seq is not None:
+            await self.services.queue.resend(item.tenant_id, item.id, seq)
+
+
+async def run_scheduler(settings: Settings) -> None:
+    """Run a scheduler until SIGTERM or SIGINT."""
+    services = open_services(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    scheduler = Scheduler(services)
+    try:
+        await services.queue.connect()
+        log.info("flowdeck scheduler polling every %ss", settings.work.poll_seconds)
+        await scheduler.run(stop)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await scheduler.close()
+        await services.close()
+    log.info("flowdeck scheduler stopped")
+
+
+__all__ = ["Scheduler", "run_scheduler"]

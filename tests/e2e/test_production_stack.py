@@ -1,0 +1,134 @@
+"""The production stack as real processes: API, worker and scheduler on PostgreSQL and Redis.
+
+Machine steps run on the worker (the API only enqueues them), timers and escalations fire from
+the scheduler, and parallel branches join.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.e2e import documents
+from tests.e2e.stack import Stack, wait_for
+
+YAML = {"content-type": "application/yaml"}
+
+
+async def _instance(client: httpx.AsyncClient, stack: Stack, headers: dict[str, str], iid: str) -> dict[str, Any]:
+    response = await client.get(f"{stack.base}/v1/instances/{iid}", headers=headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def _finished(client: httpx.AsyncClient, stack: Stack, headers: dict[str, str], iid: str) -> dict[str, Any]:
+    async def done() -> dict[str, Any] | None:
+        body = await _instance(client, stack, headers, iid)
+        return body if body["status"] in {"completed", "failed", "canceled"} else None
+
+    result: dict[str, Any] = await wait_for(done, 20, what=f"instance {iid} to finish")
+    return result
+
+
+async def _setup(stack: Stack, *docs: dict[str, Any] | bytes) -> tuple[uuid.UUID, dict[str, str]]:
+    tenant = await stack.new_tenant()
+    admin = stack.token(tenant, "admin", "admin")
+    async with httpx.AsyncClient(timeout=10) as client:
+        for doc in docs:
+            if isinstance(doc, bytes):
+                response = await client.post(f"{stack.base}/v1/definitions", content=doc, headers={**admin, **YAML})
+            else:
+                response = await client.post(f"{stack.base}/v1/definitions", json=doc, headers=admin)
+            assert response.status_code == 201, response.text
+    return tenant, admin
+
+
+async def test_expense_approval_over_http_machine_steps_on_the_worker(stack: Stack) -> None:
+    stack.start_api()
+    tenant, admin = await _setup(stack, documents.EXPENSE)
+    alice = stack.token(tenant, "alice", "member")
+    bob = stack.token(tenant, "bob", "member", groups=("managers",))
+    async with httpx.AsyncClient(timeout=10) as client:
+        started = await client.post(
+            f"{stack.base}/v1/instances",
+            json={"workflow": "expense-approval", "input": {"amount": 250, "manager_id": "bob"}},
+            headers=alice,
+        )
+        assert started.status_code == 201, started.text
+        iid = started.json()["id"]
+        # No worker yet: the API ran nothing itself; the first machine step waits in the queue.
+        body = await _instance(client, stack, admin, iid)
+        assert body["status"] == "running", body
+        assert (await client.get(f"{stack.base}/v1/tasks", headers=bob)).json()["items"] == []
+
+        stack.start_worker()
+
+        async def task_for_bob() -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = (await client.get(f"{stack.base}/v1/tasks", headers=bob)).json()["items"]
+            return items
+
+        (task,) = await wait_for(task_for_bob, 20, what="the approval task")
+        assert (await client.post(f"{stack.base}/v1/tasks/{task['id']}/claim", headers=bob)).status_code == 200
+        done = await client.post(
+            f"{stack.base}/v1/tasks/{task['id']}/complete", json={"data": {"approved": True}}, headers=bob
+        )
+        assert done.status_code == 200, done.text
+        final = await _finished(client, stack, admin, iid)
+    assert final["status"] == "completed", final
+    steps = await stack.tenant_sql(
+        tenant,
+        "SELECT step_name, status FROM workflow_step_executions WHERE instance_id = :i ORDER BY seq",
+        i=uuid.UUID(iid),
+    )
+    ran = [name for name, status in steps if status == "succeeded"]
+    assert ran == ["submit", "route", "manager_approval", "decide", "paid"], steps
+    assert {name for name, status in steps if status == "skipped"} == {"auto_approve", "rejected"}, steps
+    assert await stack.tenant_sql(tenant, "SELECT 1 FROM workflow_pending_work") == []
+
+
+async def test_timer_escalation_and_parallel_join(stack: Stack) -> None:
+    stack.start_api()
+    stack.start_worker()
+    stack.start_scheduler()
+    tenant, admin = await _setup(stack, documents.timer(1), documents.escalation(1), documents.parallel())
+    managers = stack.token(tenant, "mia", "member", groups=("managers",))
+    finance = stack.token(tenant, "fred", "member", groups=("finance-leads",))
+    async with httpx.AsyncClient(timeout=10) as client:
+        ids = {}
+        for name in ("timed", "escalating", "fan-out"):
+            started = await client.post(f"{stack.base}/v1/instances", json={"workflow": name}, headers=admin)
+            assert started.status_code == 201, started.text
+            ids[name] = started.json()["id"]
+
+        joined = await _finished(client, stack, admin, ids["fan-out"])
+        assert joined["status"] == "completed", joined
+
+        timed = await _finished(client, stack, admin, ids["timed"])
+        assert timed["status"] == "completed", timed
+
+        # The managers' task goes to the finance leads after a second: theirs to complete.
+        async def escalated() -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = (await client.get(f"{stack.base}/v1/tasks", headers=finance)).json()["items"]
+            return items
+
+        (task,) = await wait_for(escalated, 20, what="the escalated task")
+        assert (await client.get(f"{stack.base}/v1/tasks", headers=managers)).json()["items"] == []
+        done = await client.post(
+            f"{stack.base}/v1/tasks/{task['id']}/complete", json={"data": {"approved": True}}, headers=finance
+        )
+        assert done.status_code == 200, done.text
+        final = await _finished(client, stack, admin, ids["escalating"])
+        assert final["status"] == "completed", final
+
+    fan = await stack.tenant_sql(
+        tenant,
+        "SELECT step_name FROM workflow_step_executions WHERE instance_id = :i AND status = 'succeeded'",
+        i=uuid.UUID(ids["fan-out"]),
+    )
+    assert sorted(name for (name,) in fan) == ["a", "b", "c", "end", "join", "start"]
+    # The timer, the escalation: each fired once, and nothing waits any more.
+    assert await stack.tenant_sql(tenant, "SELECT kind FROM workflow_timers") == []
+    assert await stack.tenant_sql(tenant, "SELECT 1 FROM workflow_pending_work") == []
