@@ -141,11 +141,12 @@ class TaskService:
         return _read(await self._row(task_id))
 
     async def claim(self, task_id: UUID) -> TaskRead:
-        """Take an open task routed to me; of racing claims exactly one wins (409 for the others)."""
-        row = await self._row(task_id)
+        """Take an open task routed to me; of racing claims exactly one wins (409 for the others).
+
+        One transaction: the conditional update claims; only when it claims nothing does a read
+        tell a task that is not visible (404) from one that is closed or taken (409).
+        """
         me = self.principal.user_id
-        if row.status != PENDING:
-            raise ApiError(409, "task_not_open", "the task is not open")
         async with self.tenants.transaction(self.tenant) as session:
             result = await session.execute(
                 update(Task)
@@ -160,9 +161,19 @@ class TaskService:
                 .returning(Task)
             )
             claimed = result.scalar_one_or_none()
-        if claimed is None:
-            raise ApiError(409, "task_claimed", "someone else has claimed this task, or it is not routed to you")
-        return _read(claimed)
+            if claimed is None:
+                row = (
+                    await session.execute(
+                        select(Task).where(in_tenant(Task, self.tenant), Task.id == task_id, self._visible())
+                    )
+                ).scalar_one_or_none()
+        if claimed is not None:
+            return _read(claimed)
+        if row is None:
+            raise not_found("task")
+        if row.status != PENDING:
+            raise ApiError(409, "task_not_open", "the task is not open")
+        raise ApiError(409, "task_claimed", "someone else has claimed this task, or it is not routed to you")
 
     async def unclaim(self, task_id: UUID) -> TaskRead:
         """Give back a task I claimed (admins: anyone's claim)."""
