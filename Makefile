@@ -45,6 +45,7 @@ bench: install ## Run the benchmarks (side by side with their peers; not part of
 	$(VENV)/bin/python bench/engine_local.py
 	$(VENV)/bin/python bench/documents_validate.py
 	$(VENV)/bin/python bench/store_persistent.py
+	$(VENV)/bin/python bench/distributed.py
 	$(VENV)/bin/python bench/api_http.py
 
 clean: ## Remove the environment and caches

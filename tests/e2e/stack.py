@@ -162,6 +162,11 @@ class Stack:
         return self.scheduler
 
     def stop(self) -> None:
+        """SIGTERM to every process at once, then wait for each."""
+        for proc in self.procs:
+            if proc.alive:
+                proc.signal(signal.SIGCONT)
+                proc.signal(signal.SIGTERM)
         for proc in reversed(self.procs):
             proc.stop()
 

@@ -1,17 +1,22 @@
 """The production stack as real processes: API, worker and scheduler on PostgreSQL and Redis.
 
 Machine steps run on the worker (the API only enqueues them), timers and escalations fire from
-the scheduler, and parallel branches join.
+the scheduler, parallel branches join, and outbound webhooks arrive signed at a local receiver.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import time
 import uuid
 from typing import Any
 
 import httpx
 
 from tests.e2e import documents
+from tests.e2e.receiver import receiver
 from tests.e2e.stack import Stack, wait_for
 
 YAML = {"content-type": "application/yaml"}
@@ -132,3 +137,44 @@ async def test_timer_escalation_and_parallel_join(stack: Stack) -> None:
     # The timer, the escalation: each fired once, and nothing waits any more.
     assert await stack.tenant_sql(tenant, "SELECT kind FROM workflow_timers") == []
     assert await stack.tenant_sql(tenant, "SELECT 1 FROM workflow_pending_work") == []
+
+
+async def test_an_outbound_webhook_arrives_signed_after_a_retry(stack: Stack) -> None:
+    stack.overrides.update({"FLOWDECK_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1", "FLOWDECK_WEBHOOK_INITIAL_DELAY": "0.5"})
+    with receiver(fail_first=1) as (url, received):
+        stack.start_api()
+        stack.start_worker()
+        stack.start_scheduler()
+        tenant, admin = await _setup(stack, documents.machines(count=3))
+        async with httpx.AsyncClient(timeout=10) as client:
+            hook = await client.post(
+                f"{stack.base}/v1/webhooks", json={"url": url, "event_types": ["WorkflowCompleted"]}, headers=admin
+            )
+            assert hook.status_code == 201, hook.text
+            secret, hook_id = hook.json()["secret"], hook.json()["id"]
+            started = await client.post(
+                f"{stack.base}/v1/instances", json={"workflow": "three-machines"}, headers=admin
+            )
+            iid = started.json()["id"]
+            await _finished(client, stack, admin, iid)
+
+            async def delivered() -> list[dict[str, Any]]:
+                log = (await client.get(f"{stack.base}/v1/webhooks/{hook_id}/deliveries", headers=admin)).json()
+                return [d for d in log if d["status"] == "delivered"]
+
+            (delivery,) = await wait_for(delivered, 20, what="the delivery")
+    assert (
+        delivery["attempts"] == 2
+        and delivery["last_status_code"] == 204
+        and delivery["event_type"] == ("WorkflowCompleted")
+    )
+    assert len(received.requests) == 2  # refused once, then delivered: nothing more
+    for headers, body in received.requests:
+        timestamp, mac = (part.split("=", 1)[1] for part in headers["Flowdeck-Signature"].split(","))
+        expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(mac, expected)
+        assert abs(time.time() - int(timestamp)) < 60
+        assert headers["Flowdeck-Delivery"] == delivery["id"] and headers["Flowdeck-Event"] == "WorkflowCompleted"
+        event = json.loads(body)
+        assert event["type"] == "WorkflowCompleted" and event["instance_id"] == iid
+        assert event["tenant_id"] == str(tenant)

@@ -28,7 +28,7 @@ def _query(url: str, sql: str) -> list[tuple[object, ...]]:
 
 def test_every_table_is_a_tenant_table() -> None:
     assert set(metadata.tables) == TENANT_TABLES
-    assert len(TENANT_TABLES) == 10
+    assert len(TENANT_TABLES) == 12
 
 
 def test_every_tenant_table_has_rls_enabled_forced_and_a_policy(database: Database) -> None:
@@ -53,12 +53,17 @@ def test_every_tenant_table_has_rls_enabled_forced_and_a_policy(database: Databa
         "FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE p.polname <> 'tenant_isolation'",
     )
     # The others: the owner may read callback tokens (flowdeck_callback_target), and read and
-    # claim timers and pending work and read instances (flowdeck_claim_due and
-    # flowdeck_instance_tenant, the scheduler's and worker's SECURITY DEFINER scans); none is
-    # the app role's, none deletes or inserts.
+    # claim timers, pending work, outbox events and webhook deliveries, read subscriptions and
+    # instances (flowdeck_claim_due and flowdeck_instance_tenant, the scheduler's and worker's
+    # SECURITY DEFINER scans); none is the app role's, none deletes or inserts.
     assert sorted((table, name, cmd) for table, name, cmd, _ in others) == [
+        ("webhook_deliveries", "system_scan_claim", "w"),
+        ("webhook_deliveries", "system_scan_read", "r"),
+        ("webhook_subscriptions", "system_scan_read", "r"),
         ("workflow_callback_tokens", "callback_lookup", "r"),
         ("workflow_instances", "system_scan_read", "r"),
+        ("workflow_outbox", "system_scan_claim", "w"),
+        ("workflow_outbox", "system_scan_read", "r"),
         ("workflow_pending_work", "system_scan_claim", "w"),
         ("workflow_pending_work", "system_scan_read", "r"),
         ("workflow_timers", "system_scan_claim", "w"),

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +14,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, make_url
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -79,3 +83,31 @@ def test_models_and_migrations_agree(database: Database) -> None:
             await engine.dispose()
 
     assert asyncio.run(run()) == []
+
+
+def test_the_migrate_command_brings_a_new_database_to_head_and_is_idempotent(empty_database: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWDECK_")}
+    env |= {"FLOWDECK_DATABASE_ADMIN_URL": empty_database, "FLOWDECK_APP_ROLE": "flowdeck_app"}
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-m", "flowdeck_engine.cli", "migrate"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd="/",
+        )
+        assert done.returncode == 0, done.stderr
+        assert "the database is at head" in done.stdout
+    assert _tables(empty_database) == {*metadata.tables, "alembic_version"}
+    head = ScriptDirectory.from_config(alembic_config(empty_database)).get_current_head()
+
+    async def version() -> str:
+        engine = create_async_engine(empty_database, poolclass=NullPool)
+        try:
+            async with engine.connect() as conn:
+                return str((await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).scalar_one())
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(version()) == head

@@ -48,6 +48,9 @@ CASES: dict[str, dict[str, Any] | None] = {
     "POST /v1/jobs/{job_id}/fail": {"error": "from another tenant", "retry": True},
     "POST /v1/jobs/{job_id}/complete": {"output": {"from": "another tenant"}},
     "POST /v1/definitions/{name}/{version}/deactivate": None,
+    "GET /v1/webhooks/{subscription_id}": None,
+    "GET /v1/webhooks/{subscription_id}/deliveries": None,
+    "DELETE /v1/webhooks/{subscription_id}": None,
 }
 
 # Routes whose path parameter is itself the credential, so "another tenant's id" has no meaning:
@@ -65,6 +68,7 @@ class Ids:
     instance_id: str
     task_id: str
     job_id: str
+    subscription_id: str
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,9 @@ async def build_world(api: Api) -> World:
     rendering = await api.client.post("/v1/instances", json={"workflow": "render-report"}, headers=admin_a)
     assert rendering.status_code == 201 and rendering.json()["status"] == "waiting", rendering.text
     (job,) = (await api.client.post("/v1/jobs/fetch", json={"job_type": "pdf.render"}, headers=admin_a)).json()
-    ids = Ids("expense-approval", "1.0.0", started.json()["id"], task["id"], job["id"])
+    hook = await api.client.post("/v1/webhooks", json={"url": "https://hooks.example.com/a"}, headers=admin_a)
+    assert hook.status_code == 201, hook.text
+    ids = Ids("expense-approval", "1.0.0", started.json()["id"], task["id"], job["id"], hook.json()["id"])
     return World(a, b, admin_a, admin_b, ids)
 
 

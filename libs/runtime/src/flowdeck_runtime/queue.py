@@ -110,6 +110,9 @@ class SaqStepQueue:
         self.queue = queue
         self.settings = settings
         self._connected = False
+        saq_log = logging.getLogger("saq")
+        if saq_log.level == logging.NOTSET:  # SAQ logs every job at INFO: noise (and CPU) at our volume
+            saq_log.setLevel(logging.WARNING)
 
     @classmethod
     def from_url(cls, url: str, work: WorkSettings, *, socket_timeout: float | None = 2.0) -> SaqStepQueue:

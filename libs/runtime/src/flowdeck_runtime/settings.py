@@ -92,6 +92,24 @@ class WorkSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """Outbound webhooks: how often and how fast a delivery is tried, and where it may go.
+
+    A delivery is tried up to ``max_attempts`` times, ``initial_delay_seconds`` after the first
+    failure, then ``backoff`` times longer each time (at most ``max_delay_seconds``). Endpoints must
+    be public HTTPS hosts; ``allowed_hosts`` (``FLOWDECK_WEBHOOK_ALLOWED_HOSTS``) exempts hosts from
+    that (plain HTTP and private addresses), for development and tests.
+    """
+
+    max_attempts: int = 8
+    initial_delay_seconds: float = 10.0
+    backoff: float = 2.0
+    max_delay_seconds: float = 3600.0
+    timeout_seconds: float = 10.0
+    allowed_hosts: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class AuthSettings:
     """How bearer tokens are verified.
 
@@ -156,6 +174,7 @@ class Settings:
     auth: AuthSettings
     limits: LimitSettings = field(default_factory=LimitSettings)
     work: WorkSettings = field(default_factory=WorkSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     service_name: str = "flowdeck"
 
     @property
@@ -206,6 +225,14 @@ def load_settings() -> Settings:
             claim_seconds=_int("FLOWDECK_CLAIM_SECONDS", 30),
             batch_size=_int("FLOWDECK_SCHEDULER_BATCH", 100),
             transaction_idle_seconds=_int("FLOWDECK_TRANSACTION_IDLE_SECONDS", 10),
+        ),
+        webhooks=WebhookSettings(
+            max_attempts=_int("FLOWDECK_WEBHOOK_MAX_ATTEMPTS", 8),
+            initial_delay_seconds=_float("FLOWDECK_WEBHOOK_INITIAL_DELAY", 10.0),
+            backoff=_float("FLOWDECK_WEBHOOK_BACKOFF", 2.0),
+            max_delay_seconds=_float("FLOWDECK_WEBHOOK_MAX_DELAY", 3600.0),
+            timeout_seconds=_float("FLOWDECK_WEBHOOK_TIMEOUT", 10.0),
+            allowed_hosts=frozenset(h.lower() for h in _list("FLOWDECK_WEBHOOK_ALLOWED_HOSTS", "")),
         ),
         service_name=_env("OTEL_SERVICE_NAME", "flowdeck"),
     )

@@ -32,6 +32,8 @@ from flowdeck_store.models import (
     TenantModel,
     TenantStatus,
     TimerModel,
+    WebhookDeliveryModel,
+    WebhookSubscriptionModel,
     WorkflowDefinitionModel,
     WorkflowInstanceModel,
 )
@@ -84,6 +86,8 @@ __all__ = [
     "TenantStatus",
     "TimerModel",
     "UnknownTenantError",
+    "WebhookDeliveryModel",
+    "WebhookSubscriptionModel",
     "WorkflowDefinitionModel",
     "WorkflowDefinitionRepository",
     "WorkflowInstanceModel",

@@ -87,7 +87,8 @@ class _AfterCommitQueue:
                 await self._send(instance)
 
     async def _send(self, instance: WorkflowInstance) -> None:
-        due = [name for name, act in instance.state.active.items() if act.kind == "run"]
+        # Steps due now; a retry's backoff (``due_at`` set) is the scheduler's to send when due.
+        due = [name for name, act in instance.state.active.items() if act.kind == "run" and act.due_at is None]
         if not due or instance.status.is_final:
             return
         try:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import Table, func, or_, select, update
 
-from flowdeck_store.models import PendingWorkModel
+from flowdeck_store.models import PendingWorkModel, WorkflowInstanceModel
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -24,15 +24,20 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
 _WORK = cast("Table", PendingWorkModel.__table__)
+_INSTANCES = cast("Table", WorkflowInstanceModel.__table__)
 
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """A worker's hold on an instance's pending work: ``fences`` maps (step, attempt) to its fence."""
+    """A worker's hold on an instance's pending work: ``fences`` maps (step, attempt) to its fence.
+
+    ``workflow`` is the instance's (name, version): its definition, ready before the instance loads.
+    """
 
     instance_id: UUID
     owner: str
     fences: dict[tuple[str, int], int]
+    workflow: tuple[str, str] = ("", "")
 
     def covers(self, step: str, attempt: int) -> bool:
         """Whether this lease holds the pending work of ``step``'s ``attempt``."""
@@ -45,12 +50,15 @@ async def take_lease(
     """Lease the instance's due pending work that no live lease holds; None when there is none."""
     now = func.now()
     c = _WORK.c
+    i = _INSTANCES.c
     rows = (
         await session.execute(
             update(_WORK)
             .where(
                 c.tenant_id == tenant_id,
                 c.instance_id == instance_id,
+                i.tenant_id == tenant_id,
+                i.id == c.instance_id,
                 or_(c.not_before.is_(None), c.not_before <= now),
                 or_(c.lease_owner.is_(None), c.lease_expires_at <= now),
             )
@@ -60,12 +68,13 @@ async def take_lease(
                 fence=c.fence + 1,
                 updated_at=now,
             )
-            .returning(c.step_name, c.attempt, c.fence)
+            .returning(c.step_name, c.attempt, c.fence, i.workflow_name, i.workflow_version)
         )
     ).all()
     if not rows:
         return None
-    return Lease(instance_id, owner, {(step, attempt): fence for step, attempt, fence in rows})
+    fences = {(step, attempt): fence for step, attempt, fence, _, _ in rows}
+    return Lease(instance_id, owner, fences, (rows[0][3], rows[0][4]))
 
 
 async def extend_lease(session: AsyncSession, tenant_id: UUID, lease: Lease, seconds: float) -> bool:

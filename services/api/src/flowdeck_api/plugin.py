@@ -30,6 +30,7 @@ from flowdeck_api.domain.definitions.controller import DefinitionController
 from flowdeck_api.domain.instances.controller import InstanceController
 from flowdeck_api.domain.jobs.controller import JobController
 from flowdeck_api.domain.tasks.controller import AdminTaskController, TaskController
+from flowdeck_api.domain.webhooks.controller import WebhookController
 from flowdeck_api.errors import EXCEPTION_HANDLERS
 from flowdeck_api.ratelimit import StartLimitMiddleware, StartLimits
 from flowdeck_api.security import BearerAuthMiddleware
@@ -50,7 +51,14 @@ if TYPE_CHECKING:
 
     from flowdeck_api.auth import KeySource, Principal
 
-ROUTE_HANDLERS = (DefinitionController, InstanceController, TaskController, AdminTaskController, JobController)
+ROUTE_HANDLERS = (
+    DefinitionController,
+    InstanceController,
+    TaskController,
+    AdminTaskController,
+    JobController,
+    WebhookController,
+)
 _TENANT_TTL = 30.0
 
 

@@ -21,7 +21,7 @@ import socket
 import uuid
 from typing import TYPE_CHECKING, Final
 
-from flowdeck_engine import InstanceNotFoundError, WorkflowsError
+from flowdeck_engine import InstanceNotFoundError, WorkflowNotFoundError, WorkflowsError
 from flowdeck_store import StaleLeaseError, extend_lease, instance_tenant, release_lease, take_lease
 
 if TYPE_CHECKING:
@@ -77,8 +77,8 @@ class InstanceRunner:
         heart = asyncio.create_task(self._heartbeat(tenant, lease, beat))
         remaining = True
         try:
-            engine = await self.tenants.prepare(tenant, instance_id)
-            instance = await engine.resume(instance_id, lease=lease)
+            await self.tenants.definition(tenant, *lease.workflow)  # compiled once per tenant and version
+            instance = await self.tenants.engine(tenant).resume(instance_id, lease=lease)
             remaining = any(
                 act.kind == "run" and lease.covers(name, act.attempt) for name, act in instance.state.active.items()
             )
@@ -87,7 +87,7 @@ class InstanceRunner:
             log.warning("lease on instance %s was lost before the commit: nothing written", instance_id)
             remaining = False
             return STALE
-        except InstanceNotFoundError:
+        except (InstanceNotFoundError, WorkflowNotFoundError):
             return GONE
         finally:
             heart.cancel()

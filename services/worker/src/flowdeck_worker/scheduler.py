@@ -11,6 +11,10 @@ handled under their own tenant:
   not remove (its wait had already ended) is dropped after.
 - ``work``: an instance whose due machine steps have no live job (Redis lost it, or its worker's
   lease expired) is enqueued again with its key ``instance_id:seq`` (a duplicate is a no-op).
+- ``event``: an outbox event of a tenant with webhook subscriptions is fanned out to one delivery
+  per matching subscription (events of tenants without any are marked published by the scan).
+- ``delivery``: a due delivery is sent, signed (:mod:`flowdeck_worker.webhooks`), and its outcome
+  written to the delivery log: delivered, tried again later with backoff, or failed for good.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -26,7 +31,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from flowdeck_engine import InstanceNotFoundError
 from flowdeck_store import claim_due, drop_timer, instance_seq, load_timer
 from flowdeck_store.scans import TIMER, WORK
+from flowdeck_store.webhooks import DELIVERED, FAILED, PENDING, fan_out, load_delivery, record_attempt
 from flowdeck_worker.services import open_services
+from flowdeck_worker.webhooks import WebhookSender, next_attempt
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -37,6 +44,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _PARALLEL = 16
+EVENT = "event"
+DELIVERY = "delivery"
 
 
 class Scheduler:
@@ -46,25 +55,27 @@ class Scheduler:
         self.services = services
         self.work = services.settings.work
         # One connection, held open and in autocommit: one statement per poll, no pre-ping.
-        self._scan_engine: AsyncEngine = create_async_engine(
+        self.scan_engine: AsyncEngine = create_async_engine(
             services.settings.database.url, pool_size=1, max_overflow=0, isolation_level="AUTOCOMMIT"
         )
         self._conn: AsyncConnection | None = None
         self._parallel = asyncio.Semaphore(_PARALLEL)
+        self.sender = WebhookSender(services.settings.webhooks)
         self.handled = 0
 
     async def close(self) -> None:
-        """Close the scan connection."""
+        """Close the scan connection and the webhook client."""
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
-        await self._scan_engine.dispose()
+        await self.scan_engine.dispose()
+        await self.sender.close()
 
     async def tick(self) -> int:
         """Claim what is due (one statement) and handle it; the number of items claimed."""
         try:
             if self._conn is None:
-                self._conn = await self._scan_engine.connect()
+                self._conn = await self.scan_engine.connect()
             items = await claim_due(
                 self._conn,
                 limit=self.work.batch_size,
@@ -98,6 +109,10 @@ class Scheduler:
                     await self._fire(item)
                 elif item.kind == WORK:
                     await self._resend(item)
+                elif item.kind == EVENT:
+                    await self._fan_out(item)
+                elif item.kind == DELIVERY:
+                    await self._deliver(item)
                 self.handled += 1
             except Exception:
                 log.exception("scheduler could not handle %s %s of tenant %s", item.kind, item.id, item.tenant_id)
@@ -124,6 +139,34 @@ class Scheduler:
             seq = await instance_seq(session, item.tenant_id, item.id)
         if seq is not None:
             await self.services.queue.resend(item.tenant_id, item.id, seq)
+
+    async def _fan_out(self, item: DueItem) -> None:
+        async with self.services.tenants.transaction(item.tenant_id) as session:
+            await fan_out(session, item.tenant_id, item.id, datetime.now(UTC))
+
+    async def _deliver(self, item: DueItem) -> None:
+        tenants = self.services.tenants
+        async with tenants.transaction(item.tenant_id) as session:
+            work = await load_delivery(session, item.tenant_id, item.id)
+        if work is None:
+            return  # delivered, failed, or its subscription was removed meanwhile
+        outcome = await self.sender.send(work, str(item.tenant_id))
+        attempts = work.attempts + 1
+        now = datetime.now(UTC)
+        retry_at = None if outcome.delivered else next_attempt(self.services.settings.webhooks, attempts, now)
+        status = DELIVERED if outcome.delivered else PENDING if retry_at is not None else FAILED
+        async with tenants.transaction(item.tenant_id) as session:
+            await record_attempt(
+                session,
+                item.tenant_id,
+                item.id,
+                status=status,
+                attempts=attempts,
+                status_code=outcome.status_code,
+                error=outcome.error,
+                next_attempt_at=retry_at,
+                now=now,
+            )
 
 
 async def run_scheduler(settings: Settings) -> None:

@@ -18,10 +18,30 @@ from flowdeck_worker.runner import InstanceRunner
 from flowdeck_worker.services import open_services
 
 if TYPE_CHECKING:
+    import asyncio
+
     from flowdeck_runtime.settings import Settings
     from flowdeck_worker.services import Services
 
 log = logging.getLogger(__name__)
+
+
+class FlowdeckWorker(Worker[WorkerContext]):
+    """SAQ's worker, whose upkeep loops (sweep, stats) stop at once on shutdown: only jobs in
+    flight get the grace period (SAQ would wait for a sleeping upkeep loop too)."""
+
+    _upkeep: list[asyncio.Task[None]]
+
+    async def upkeep(self) -> list[asyncio.Task[None]]:
+        """Start SAQ's upkeep loops, remembering them."""
+        self._upkeep = await super().upkeep()
+        return self._upkeep
+
+    async def stop(self) -> None:
+        """Stop taking jobs, end the upkeep loops, give jobs in flight the grace period."""
+        for task in getattr(self, "_upkeep", []):
+            task.cancel()
+        await super().stop()
 
 
 def build_worker(services: Services) -> tuple[Worker[WorkerContext], InstanceRunner]:
@@ -34,7 +54,7 @@ def build_worker(services: Services) -> tuple[Worker[WorkerContext], InstanceRun
     async def startup(ctx: WorkerContext) -> None:
         ctx["runner"] = runner
 
-    worker: Worker[WorkerContext] = Worker(
+    worker = FlowdeckWorker(
         services.queue.queue,
         functions=[(RUN_INSTANCE, run_instance)],
         concurrency=work.concurrency,
@@ -65,4 +85,4 @@ async def run_worker(settings: Settings) -> None:
     log.info("flowdeck worker stopped")
 
 
-__all__ = ["build_worker", "run_worker"]
+__all__ = ["FlowdeckWorker", "build_worker", "run_worker"]

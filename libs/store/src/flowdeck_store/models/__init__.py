@@ -9,6 +9,7 @@ from flowdeck_store.models.outbox import OutboxEventModel
 from flowdeck_store.models.steps import StepExecutionModel
 from flowdeck_store.models.tasks import HumanTaskModel
 from flowdeck_store.models.tenants import TenantModel, TenantStatus
+from flowdeck_store.models.webhooks import WebhookDeliveryModel, WebhookSubscriptionModel
 from flowdeck_store.models.work import CallbackTokenModel, PendingWorkModel, TimerModel
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "TenantModel",
     "TenantStatus",
     "TimerModel",
+    "WebhookDeliveryModel",
+    "WebhookSubscriptionModel",
     "WorkflowDefinitionModel",
     "WorkflowInstanceModel",
 ]
