@@ -46,7 +46,8 @@ def timer(seconds: float) -> dict[str, Any]:
 
 
 def escalation(seconds: float) -> dict[str, Any]:
-    """A task for ``managers`` reassigned to ``finance-leads`` after ``seconds``, then a machine step."""
+    """A task for ``managers`` (a reminder after half of ``seconds``) reassigned to ``finance-leads``
+    after ``seconds``, then a machine step."""
     return {
         "format": "flowdeck.workflow/v1",
         "name": "escalating",
@@ -60,6 +61,7 @@ def escalation(seconds: float) -> dict[str, Any]:
                 "title": "Approve",
                 "candidate_groups": ["managers"],
                 "form": {"type": "object", "properties": {"approved": {"type": "boolean"}}},
+                "reminder": f"PT{seconds / 2}S",
                 "escalation": {"after": f"PT{seconds}S", "reassign_to": ["finance-leads"]},
             },
             _set("done"),
@@ -86,4 +88,25 @@ def parallel() -> dict[str, Any]:
             {"source": "c", "target": "join"},
             {"source": "join", "target": "end"},
         ],
+    }
+
+
+def external_job() -> dict[str, Any]:
+    """A machine step, an external job the tenant's own worker runs (``pdf.render``), a machine step."""
+    return {
+        "format": "flowdeck.workflow/v1",
+        "name": "render-report",
+        "version": "1.0.0",
+        "initial_step": "prepare",
+        "terminal_steps": ["done"],
+        "steps": [
+            _set("prepare"),
+            {
+                "name": "render",
+                "kind": "machine",
+                "action": {"type": "external", "job_type": "pdf.render", "timeout": "PT1H", "result_key": "pdf"},
+            },
+            _set("done"),
+        ],
+        "edges": [{"source": "prepare", "target": "render"}, {"source": "render", "target": "done"}],
     }

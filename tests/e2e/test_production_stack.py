@@ -1,7 +1,8 @@
 """The production stack as real processes: API, worker and scheduler on PostgreSQL and Redis.
 
 Machine steps run on the worker (the API only enqueues them), timers and escalations fire from
-the scheduler, parallel branches join, and outbound webhooks arrive signed at a local receiver.
+the scheduler, parallel branches join, a webhook step takes its callback, an external job is fetched and completed
+by the tenant's own worker, and outbound webhooks arrive signed at a local receiver.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hmac
 import json
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -134,7 +136,15 @@ async def test_timer_escalation_and_parallel_join(stack: Stack) -> None:
         i=uuid.UUID(ids["fan-out"]),
     )
     assert sorted(name for (name,) in fan) == ["a", "b", "c", "end", "join", "start"]
-    # The timer, the escalation: each fired once, and nothing waits any more.
+    # The reminder was sent once, while the task was the managers'.
+    reminders = await stack.tenant_sql(
+        tenant,
+        "SELECT payload FROM workflow_outbox WHERE event_type = 'HumanTaskReminder' AND instance_id = :i",
+        i=uuid.UUID(ids["escalating"]),
+    )
+    assert len(reminders) == 1 and reminders[0][0]["step_name"] == "approve", reminders
+    assert reminders[0][0]["candidate_groups"] == ["managers"]
+    # The timer, the reminder, the escalation: each fired once, and nothing waits any more.
     assert await stack.tenant_sql(tenant, "SELECT kind FROM workflow_timers") == []
     assert await stack.tenant_sql(tenant, "SELECT 1 FROM workflow_pending_work") == []
 
@@ -178,3 +188,68 @@ async def test_an_outbound_webhook_arrives_signed_after_a_retry(stack: Stack) ->
         event = json.loads(body)
         assert event["type"] == "WorkflowCompleted" and event["instance_id"] == iid
         assert event["tenant_id"] == str(tenant)
+
+
+async def test_a_webhook_callback_and_an_external_job(stack: Stack) -> None:
+    stack.start_api()
+    stack.start_worker()
+    stack.start_scheduler()
+    review = (documents.ROOT / "examples/documents/document-review.yaml").read_bytes()
+    tenant, admin = await _setup(stack, review, documents.external_job())
+    editor = stack.token(tenant, "eve", "member", groups=("editors",))
+    service = stack.token(tenant, "renderer", "service")
+    async with httpx.AsyncClient(timeout=10) as client:
+        started = await client.post(
+            f"{stack.base}/v1/instances",
+            json={"workflow": "document-review", "input": {"document_id": "d"}},
+            headers=admin,
+        )
+        iid = started.json()["id"]
+
+        async def callback() -> list[dict[str, Any]]:
+            body = await _instance(client, stack, admin, iid)
+            callbacks: list[dict[str, Any]] = body["callbacks"]
+            return callbacks
+
+        (hook,) = await wait_for(callback, 20, what="the scan callback")  # "upload" ran on the worker
+        assert (await client.post(f"{stack.base}{hook['url']}", json={"clean": True})).status_code == 202
+
+        async def review_task() -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = (await client.get(f"{stack.base}/v1/tasks", headers=editor)).json()["items"]
+            return items
+
+        (task,) = await wait_for(review_task, 20, what="the review task")
+        now = datetime.now(UTC).isoformat()
+        done = await client.post(
+            f"{stack.base}/v1/tasks/{task['id']}/complete",
+            json={"data": {"approved": True, "publish_at": now}},
+            headers=editor,
+        )
+        assert done.status_code == 200, done.text
+        published = await _finished(client, stack, admin, iid)  # the embargo timer fired, "published" ran
+        assert published["status"] == "completed", published
+
+        rendering = await client.post(f"{stack.base}/v1/instances", json={"workflow": "render-report"}, headers=admin)
+        rid = rendering.json()["id"]
+
+        async def job() -> list[dict[str, Any]]:
+            response = await client.post(
+                f"{stack.base}/v1/jobs/fetch", json={"job_type": "pdf.render", "wait_seconds": 1}, headers=service
+            )
+            jobs: list[dict[str, Any]] = response.json()
+            return jobs
+
+        (leased,) = await wait_for(job, 20, what="the external job")
+        assert leased["instance_id"] == rid
+        completed = await client.post(
+            f"{stack.base}/v1/jobs/{leased['id']}/complete", json={"output": {"url": "s3://r.pdf"}}, headers=service
+        )
+        assert completed.status_code == 200, completed.text
+        rendered = await _finished(client, stack, admin, rid)
+    assert rendered["status"] == "completed" and rendered["context"]["pdf"] == {"url": "s3://r.pdf"}, rendered
+    steps = await stack.tenant_sql(
+        tenant,
+        "SELECT step_name FROM workflow_step_executions WHERE instance_id = :i AND status = 'succeeded' ORDER BY seq",
+        i=uuid.UUID(iid),
+    )
+    assert [s for (s,) in steps] == ["upload", "scan", "check_scan", "review", "decide", "embargo", "published"]

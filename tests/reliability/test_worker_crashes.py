@@ -1,4 +1,4 @@
-"""Scenario 1: the worker SIGKILLed several times while instances are in flight: all complete."""
+"""Scenario 1: the worker SIGKILLed several times while 500 instances are in flight: all complete."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tests.e2e import documents
 from tests.e2e.stack import Stack, wait_for
 from tests.reliability.invariants import check_invariants
 
-INSTANCES = 200
+INSTANCES = 500
 KILLS = 4
 
 

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from opentelemetry import propagate
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from saq import Job, Queue, Status
@@ -88,15 +89,30 @@ def instance_job_key(instance_id: UUID | str, seq: int) -> str:
 
 
 def instance_job(
-    tenant_id: UUID | str, instance_id: UUID | str, seq: int, settings: JobSettings, *, key: str | None = None
+    tenant_id: UUID | str,
+    instance_id: UUID | str,
+    seq: int,
+    settings: JobSettings,
+    *,
+    key: str | None = None,
+    trace: dict[str, str] | None = None,
 ) -> Job:
-    """The job that asks a worker to resume ``instance_id`` of ``tenant_id`` at ``seq``."""
-    return Job(
-        function=RUN_INSTANCE,
-        kwargs={"tenant_id": str(tenant_id), "instance_id": str(instance_id), "seq": int(seq)},
-        key=key or instance_job_key(instance_id, seq),
-        **settings.fields(),
-    )
+    """The job that asks a worker to resume ``instance_id`` of ``tenant_id`` at ``seq``.
+
+    ``trace`` is the W3C trace context of the call that made the steps due (``traceparent``, ...):
+    the worker's span for the job is its child.
+    """
+    kwargs: dict[str, Any] = {"tenant_id": str(tenant_id), "instance_id": str(instance_id), "seq": int(seq)}
+    if trace:
+        kwargs["trace"] = dict(trace)
+    return Job(function=RUN_INSTANCE, kwargs=kwargs, key=key or instance_job_key(instance_id, seq), **settings.fields())
+
+
+def current_trace() -> dict[str, str]:
+    """The current OpenTelemetry context as W3C headers (empty when no span is recording)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
 
 
 class SaqStepQueue:
@@ -150,7 +166,7 @@ class SaqStepQueue:
     async def enqueue_instance(self, tenant_id: UUID | str, instance_id: UUID | str, seq: int) -> bool:
         """Enqueue the job for ``instance_id`` at ``seq``; False when that job is already waiting."""
         await self.connect()
-        job = await self.queue.enqueue(instance_job(tenant_id, instance_id, seq, self.settings))
+        job = await self.queue.enqueue(instance_job(tenant_id, instance_id, seq, self.settings, trace=current_trace()))
         return job is not None
 
     async def resend(self, tenant_id: UUID | str, instance_id: UUID | str, seq: int) -> str:
@@ -174,4 +190,4 @@ class SaqStepQueue:
         return "replaced"
 
 
-__all__ = ["RUN_INSTANCE", "JobSettings", "SaqStepQueue", "instance_job", "instance_job_key"]
+__all__ = ["RUN_INSTANCE", "JobSettings", "SaqStepQueue", "current_trace", "instance_job", "instance_job_key"]

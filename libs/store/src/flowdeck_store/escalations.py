@@ -1,11 +1,12 @@
-"""Task escalations in SQL: the timer that fires a human task's escalation, and its reassignment.
+"""Task deadlines in SQL: the timers of a human task's reminder and escalation, and its reassignment.
 
-The kernel opens a task with an escalation time (``Escalation.after`` after it opened) and, when
-the escalation fires, either reassigns the task (its activity's attempt goes from 1 to 2) or
-closes it along the step's timeout edges. This module writes what the generic change writer does
-not: a ``workflow_timers`` row of kind ``escalation`` while a task that has an escalation is open
-(the scheduler fires it through ``expire_wait``), and the new candidate groups of a reassigned
-task. Both are read off the states before and after a change, in the change's own transaction.
+The kernel opens a task with a reminder time (``reminder`` after it opened) and an escalation time
+(``Escalation.after``); when the escalation fires it either reassigns the task (its activity's
+attempt goes from 1 to 2) or closes it along the step's timeout edges. This module writes what the
+generic change writer does not: ``workflow_timers`` rows of kind ``reminder`` and ``escalation``
+while such a task is open (the scheduler sends the reminder as a ``HumanTaskReminder`` event, and
+fires the escalation through ``expire_wait``), and the new candidate groups of a reassigned task.
+All are read off the states before and after a change, in the change's own transaction.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from sqlalchemy import Table, and_, delete, insert, or_, update
+from sqlalchemy import Table, and_, delete, insert, or_, select, update
 
-from flowdeck_store.models import HumanTaskModel, TimerModel
+from flowdeck_store.models import HumanTaskModel, OutboxEventModel, TimerModel
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -30,9 +31,11 @@ if TYPE_CHECKING:
     from flowdeck_store.changes import Change
 
 ESCALATION: Final = "escalation"
+REMINDER: Final = "reminder"
 TASK: Final = "task"
 _TIMERS = cast("Table", TimerModel.__table__)
 _TASKS = cast("Table", HumanTaskModel.__table__)
+_OUTBOX = cast("Table", OutboxEventModel.__table__)
 
 
 @dataclass(slots=True)
@@ -71,21 +74,25 @@ def escalation_rows(changes: Sequence[Change], now: datetime) -> EscalationRows:
             old = before.get(name)
             if not _open(act) or (_open(old) and old is not None and old.since == act.since):
                 continue
-            escalation = getattr(steps.get(name), "escalation", None)
-            if escalation is None or act.since is None:
+            if act.since is None:
                 continue
-            rows.new.append(
-                {
-                    "id": uuid.uuid4(),
-                    "tenant_id": change.tenant_id,
-                    "instance_id": iid,
-                    "step_name": name,
-                    "kind": ESCALATION,
-                    "fire_at": act.since + escalation.after,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+            step = steps.get(name)
+            escalation = getattr(step, "escalation", None)
+            reminder = getattr(step, "reminder", None)
+            for kind, after in ((ESCALATION, escalation and escalation.after), (REMINDER, reminder)):
+                if after:
+                    rows.new.append(
+                        {
+                            "id": uuid.uuid4(),
+                            "tenant_id": change.tenant_id,
+                            "instance_id": iid,
+                            "step_name": name,
+                            "kind": kind,
+                            "fire_at": act.since + after,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                    )
     return rows
 
 
@@ -99,7 +106,7 @@ async def write_escalations(session: AsyncSession, tenant_id: UUID, changes: Seq
         await session.execute(
             delete(_TIMERS).where(
                 c.tenant_id == tenant_id,
-                c.kind == ESCALATION,
+                c.kind.in_((ESCALATION, REMINDER)),
                 or_(*(and_(c.instance_id == iid, c.step_name == step) for iid, step in rows.gone)),
             )
         )
@@ -121,4 +128,50 @@ async def write_escalations(session: AsyncSession, tenant_id: UUID, changes: Seq
         )
 
 
-__all__ = ["ESCALATION", "EscalationRows", "escalation_rows", "write_escalations"]
+async def send_reminder(session: AsyncSession, tenant_id: UUID, instance_id: UUID, step: str, now: datetime) -> bool:
+    """Write the ``HumanTaskReminder`` event of the open task of ``step`` to the outbox (in the
+    caller's transaction, with the removal of its timer: so it is sent once); False when the task
+    is no longer open."""
+    t = _TASKS.c
+    task = (
+        await session.execute(
+            select(t.id, t.title, t.assignee_id, t.candidate_groups, t.due_at, t.workflow_name).where(
+                t.tenant_id == tenant_id, t.instance_id == instance_id, t.step_name == step, t.status == "pending"
+            )
+        )
+    ).one_or_none()
+    if task is None:
+        return False
+    payload = {
+        "type": "HumanTaskReminder",
+        "tenant_id": str(tenant_id),
+        "instance_id": str(instance_id),
+        "workflow_name": task.workflow_name,
+        "step_name": step,
+        "task_id": str(task.id),
+        "title": task.title,
+        "assignee": task.assignee_id,
+        "candidate_groups": list(task.candidate_groups or []),
+        "due_at": None if task.due_at is None else task.due_at.isoformat(),
+        "timestamp": now.isoformat(),
+    }
+    await session.execute(
+        insert(_OUTBOX),
+        [
+            {
+                "id": uuid.uuid4(),
+                "tenant_id": tenant_id,
+                "instance_id": instance_id,
+                "event_type": "HumanTaskReminder",
+                "payload": payload,
+                "occurred_at": now,
+                "published_at": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+        ],
+    )
+    return True
+
+
+__all__ = ["ESCALATION", "REMINDER", "EscalationRows", "escalation_rows", "send_reminder", "write_escalations"]

@@ -19,17 +19,21 @@ class WorkerContext(Context, total=False):
     runner: InstanceRunner
 
 
-async def run_instance(ctx: WorkerContext, *, tenant_id: str, instance_id: str, seq: int) -> str:
+async def run_instance(
+    ctx: WorkerContext, *, tenant_id: str, instance_id: str, seq: int, trace: dict[str, str] | None = None
+) -> str:
     """Run the due machine steps of ``instance_id`` (of ``tenant_id``, whose state was at ``seq``).
 
     Idempotent: a duplicate or late job finds nothing due, or the lease taken, and does nothing.
     A tenant that does not own the instance fails the job at once (no retry): a security event.
+    ``trace`` (W3C headers) makes the job's span a child of the request that made the steps due.
     """
     runner = ctx["runner"]
     job = ctx.get("job")
     beat = None if job is None else job.update
     try:
-        return await runner.run(UUID(tenant_id), UUID(instance_id), beat)
+        with runner.job_span(trace, tenant_id=tenant_id, instance_id=instance_id, seq=seq):
+            return await runner.run(UUID(tenant_id), UUID(instance_id), beat)
     except TenantMismatchError:
         if job is not None:
             job.retries = job.attempts  # not retryable: the same job can never become valid

@@ -21,12 +21,18 @@ import socket
 import uuid
 from typing import TYPE_CHECKING, Final
 
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind
+
 from flowdeck_engine import InstanceNotFoundError, WorkflowNotFoundError, WorkflowsError
 from flowdeck_store import StaleLeaseError, extend_lease, instance_tenant, release_lease, take_lease
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from contextlib import AbstractContextManager
     from uuid import UUID
+
+    from opentelemetry.trace import Tracer
 
     from flowdeck_runtime.tenants import Tenants
     from flowdeck_store import Lease
@@ -59,12 +65,31 @@ def worker_identity() -> str:
 class InstanceRunner:
     """Runs instances' due machine steps under leases; remembers the leases it holds."""
 
-    def __init__(self, tenants: Tenants, *, lease_seconds: float, heartbeat_seconds: float) -> None:
+    def __init__(
+        self, tenants: Tenants, *, lease_seconds: float, heartbeat_seconds: float, tracer: Tracer | None = None
+    ) -> None:
         self.tenants = tenants
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
+        self.tracer = tracer
         self.identity = worker_identity()
         self.held: dict[UUID, tuple[UUID, Lease]] = {}
+
+    def job_span(
+        self, carrier: dict[str, str] | None, *, tenant_id: str, instance_id: str, seq: int
+    ) -> AbstractContextManager[object]:
+        """``job.run_instance``, a child of the trace context the job carries (nothing without a tracer)."""
+        if self.tracer is None:
+            return contextlib.nullcontext()
+        parent = propagate.extract(carrier) if carrier else None
+        attributes: dict[str, str | int] = {
+            "flowdeck.tenant": tenant_id,
+            "flowdeck.instance": instance_id,
+            "flowdeck.seq": seq,
+        }
+        return self.tracer.start_as_current_span(
+            "job.run_instance", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+        )
 
     async def run(self, tenant: UUID, instance_id: UUID, beat: Callable[[], Awaitable[object]] | None = None) -> str:
         """Run what is due of ``instance_id`` for ``tenant``: ``done``, ``idle``, ``stale`` or ``gone``."""

@@ -6,9 +6,10 @@ scheduler costs one database query per ``poll_seconds`` and nothing else. Claime
 handled under their own tenant:
 
 - ``timer`` rows: a timer step fires (``fire_timer``); a webhook's ``timeout`` or a task's
-  ``escalation`` expires its wait (``expire_wait``). The kernel ignores stale events, and the
-  claim moves ``fire_at`` ahead, so several schedulers fire each item once; a row the change did
-  not remove (its wait had already ended) is dropped after.
+  ``escalation`` expires its wait (``expire_wait``); a task's ``reminder`` becomes a
+  ``HumanTaskReminder`` event in the outbox (with the timer's removal, in one transaction). The
+  kernel ignores stale events, and the claim moves ``fire_at`` ahead, so several schedulers fire
+  each item once; a row the change did not remove (its wait had already ended) is dropped after.
 - ``work``: an instance whose due machine steps have no live job (Redis lost it, or its worker's
   lease expired) is enqueued again with its key ``instance_id:seq`` (a duplicate is a no-op).
 - ``event``: an outbox event of a tenant with webhook subscriptions is fanned out to one delivery
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from flowdeck_engine import InstanceNotFoundError
 from flowdeck_store import claim_due, drop_timer, instance_seq, load_timer
+from flowdeck_store.escalations import REMINDER, send_reminder
 from flowdeck_store.scans import TIMER, WORK
 from flowdeck_store.webhooks import DELIVERED, FAILED, PENDING, fan_out, load_delivery, record_attempt
 from flowdeck_worker.services import open_services
@@ -123,6 +125,11 @@ class Scheduler:
             timer = await load_timer(session, item.tenant_id, item.id)
         if timer is None:
             return  # its wait ended meanwhile
+        if timer.kind == REMINDER:
+            async with tenants.transaction(item.tenant_id) as session:  # the event and the timer's removal: once
+                await send_reminder(session, item.tenant_id, timer.instance_id, timer.step_name, datetime.now(UTC))
+                await drop_timer(session, item.tenant_id, item.id)
+            return
         try:
             engine = await tenants.prepare(item.tenant_id, timer.instance_id)
             if timer.kind == TIMER:

@@ -13,6 +13,7 @@ from flowdeck_runtime.tenants import Tenants
 from flowdeck_store import create_engine, session_factory
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from flowdeck_runtime.settings import Settings
@@ -26,6 +27,7 @@ class Services:
     db: AsyncEngine
     tenants: Tenants
     queue: SaqStepQueue
+    tracer_provider: TracerProvider | None = None
 
     async def close(self) -> None:
         """Close the queue's and the database's connections."""
@@ -53,7 +55,7 @@ def open_services(settings: Settings) -> Services:
     provider = configure_tracing(settings.service_name)
     interceptor = None if provider is None else TracingInterceptor(provider.get_tracer("flowdeck.worker"))
     tenants = Tenants(session_factory(db), interceptor=interceptor, step_queue=queue, dispatcher=StoredWaits())
-    return Services(settings, db, tenants, queue)
+    return Services(settings, db, tenants, queue, provider)
 
 
 __all__ = ["Services", "open_services"]

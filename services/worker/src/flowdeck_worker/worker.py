@@ -47,8 +47,12 @@ class FlowdeckWorker(Worker[WorkerContext]):
 def build_worker(services: Services) -> tuple[Worker[WorkerContext], InstanceRunner]:
     """The SAQ worker for ``services`` and the runner its jobs use."""
     work = services.settings.work
+    provider = services.tracer_provider
     runner = InstanceRunner(
-        services.tenants, lease_seconds=work.lease_seconds, heartbeat_seconds=max(1.0, work.heartbeat_seconds / 3)
+        services.tenants,
+        lease_seconds=work.lease_seconds,
+        heartbeat_seconds=max(1.0, work.heartbeat_seconds / 3),
+        tracer=None if provider is None else provider.get_tracer("flowdeck.worker"),
     )
 
     async def startup(ctx: WorkerContext) -> None:

@@ -1,0 +1,63 @@
+"""The trace context travels in the job: the worker's spans join the trace the API request started."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, cast
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from flowdeck_engine.documents import load_definition
+from flowdeck_runtime.dispatch import StoredWaits
+from flowdeck_runtime.queue import SaqStepQueue, instance_job_key
+from flowdeck_runtime.settings import WorkSettings
+from flowdeck_runtime.telemetry import TracingInterceptor
+from flowdeck_runtime.tenants import Tenants
+from flowdeck_store import TenantModel, session_factory
+from flowdeck_worker import InstanceRunner, WorkerContext, run_instance
+from tests.e2e import documents
+
+
+async def test_the_worker_joins_the_trace_of_the_request_that_made_the_steps_due(
+    pg_app_engine: AsyncEngine, redis_url: str
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    queue = SaqStepQueue.from_url(redis_url, WorkSettings(queue_name=f"trace-{uuid.uuid4().hex[:6]}"))
+    tenants = Tenants(
+        session_factory(pg_app_engine),
+        interceptor=TracingInterceptor(tracer),
+        step_queue=queue,
+        dispatcher=StoredWaits(),
+    )
+    tenant = uuid.uuid4()
+    async with tenants.transaction(tenant) as session:
+        session.add(TenantModel(id=tenant, slug=f"t-{tenant.hex[:8]}", name="t"))
+    engine = tenants.engine(tenant)
+    engine.registry.register_definition(load_definition(documents.machines(count=3)))
+    try:
+        with tracer.start_as_current_span("POST /v1/instances") as request:
+            instance = await engine.start_workflow("three-machines", tenant_id=tenant)
+        job = await queue.queue.job(instance_job_key(instance.id, instance.state.seq))
+        assert job is not None
+        kwargs = cast("dict[str, Any]", job.kwargs)
+        trace_id = f"{request.get_span_context().trace_id:032x}"
+        assert trace_id in kwargs["trace"]["traceparent"]
+
+        runner = InstanceRunner(tenants, lease_seconds=10, heartbeat_seconds=5, tracer=tracer)
+        ctx = cast("WorkerContext", {"runner": runner})
+        assert await run_instance(ctx, **kwargs) == "done"
+    finally:
+        await queue.disconnect()
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    job_span, resume = spans["job.run_instance"], spans["workflow.resume"]
+    assert job_span.parent is not None and job_span.parent.span_id == request.get_span_context().span_id
+    assert resume.context.trace_id == request.get_span_context().trace_id  # the instance's own trace
+    assert [link.context.span_id for link in resume.links] == [job_span.context.span_id]
+    steps = [s for s in exporter.get_finished_spans() if s.name == "workflow.step"]
+    assert len(steps) == 3 and {s.context.trace_id for s in steps} == {resume.context.trace_id}
