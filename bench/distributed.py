@@ -71,7 +71,7 @@ async def run(stack: Stack, n: int, k: int) -> dict[str, Any]:
         began = time.perf_counter()
         await asyncio.gather(*(start() for _ in range(n)))
         sent = time.perf_counter() - began
-        await wait_for(remaining, 300, interval=0.1, what="every instance")
+        await wait_for(remaining, 300, interval=0.5, what="every instance")
     rows = await stack.tenant_sql(tenant, "SELECT started_at, completed_at FROM workflow_instances")
     assert len(rows) == n
     drain = await _drain(stack, client_tenant=(tenant, admin), n=n, k=k)
@@ -116,7 +116,7 @@ async def _drain(stack: Stack, *, client_tenant: tuple[Any, dict[str, str]], n: 
         rows = await stack.tenant_sql(tenant, "SELECT count(*) FROM workflow_instances WHERE status <> 'completed'")
         return bool(rows[0][0] == 0)
 
-    await wait_for(done, 300, interval=0.05, what="the drain")
+    await wait_for(done, 300, interval=0.5, what="the drain")
     rows = await stack.tenant_sql(tenant, "SELECT min(completed_at), max(completed_at) FROM workflow_instances")
     first, last = rows[0]
     span = (last - first).total_seconds()
@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--k", type=int, default=64)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--concurrency", type=int, default=16, help="jobs in flight per worker process")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     postgres = start_postgres(durable=True)
@@ -147,7 +148,13 @@ def main() -> None:
         for workers in args.workers:
             with tempfile.TemporaryDirectory() as home:
                 stack = Stack(database, redis.url, Path(home))
-                stack.overrides.update({"FLOWDECK_SCHEDULER_POLL": "1.0", "FLOWDECK_RECONCILE_QUIET": "10"})
+                stack.overrides.update(
+                    {
+                        "FLOWDECK_SCHEDULER_POLL": "1.0",
+                        "FLOWDECK_RECONCILE_QUIET": "10",
+                        "FLOWDECK_WORKER_CONCURRENCY": str(args.concurrency),
+                    }
+                )
                 try:
                     stack.start_api()
                     for _ in range(workers):

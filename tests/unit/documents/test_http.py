@@ -14,6 +14,7 @@ from flowdeck_engine.documents import (
     StdlibTransport,
     is_forbidden_address,
 )
+from flowdeck_engine.documents import http as http_module
 from flowdeck_engine.documents.http import url_problem
 
 
@@ -119,3 +120,22 @@ async def test_an_allowed_host_is_connected_at_the_address_checked() -> None:
     transport = StdlibTransport(policy, resolver=lambda host, port: ["127.0.0.1"])
     with pytest.raises(HttpCallError, match="failed: ConnectionRefusedError"):
         await transport.send(request(f"https://internal.example:{port}/x"))
+
+
+Headers = dict[str, str] | None
+
+
+def test_the_idempotency_key_is_sent_as_a_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: dict[str, str] = {}
+
+    def request(
+        self: object, method: str, url: str, body: object = None, headers: dict[str, str] | None = None
+    ) -> None:
+        sent.update(headers or {})
+        raise OSError("recorded, not sent")
+
+    monkeypatch.setattr(http_module._PinnedConnection, "request", request)
+    transport = StdlibTransport(HttpPolicy(allowed_hosts=frozenset({"10.0.0.7"})), resolver=lambda *_: ["10.0.0.7"])
+    with pytest.raises(HttpCallError):
+        transport._send(HttpRequest("POST", "https://10.0.0.7/x", b"{}", 5.0, "i:s:2"))
+    assert sent["Idempotency-Key"] == "i:s:2"

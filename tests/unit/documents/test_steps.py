@@ -97,6 +97,9 @@ async def test_http_failures(h: Harness, status: int, body: bytes, attempts: int
     assert instance.status is WorkflowStatus.FAILED
     assert len(transport.requests) == attempts
     assert f"{HttpCallError.__name__}: " in (instance.error or "") and message in (instance.error or "")
+    # Each attempt carries its own stable idempotency key: instance, step, attempt.
+    keys = [r.idempotency_key for r in transport.requests]
+    assert keys == [f"{instance.id}:call:{n}" for n in range(1, attempts + 1)]
 
 
 async def test_external_job_waits_for_its_completion_then_stores_the_result(h: Harness) -> None:

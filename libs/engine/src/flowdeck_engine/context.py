@@ -48,6 +48,15 @@ class WorkflowContext:
     metadata: dict[str, Any] = field(default_factory=dict)
     emitted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     """Events the running step published with :meth:`emit` (kept only if the step succeeds)."""
+    attempt: int = 1
+    """Which attempt of ``current_step`` this is (retries count up)."""
+
+    @property
+    def idempotency_key(self) -> str:
+        """``instance:step:attempt``: the same every time this attempt runs (a step runs at least
+        once: after a crash before its commit, the attempt runs again). Pass it to external
+        systems (the ``http`` action sends it as ``Idempotency-Key``) so a re-run has no second effect."""
+        return f"{self.instance_id}:{self.current_step}:{self.attempt}"
 
     def get(self, key: str, default: Any = None) -> Any:
         """Return ``data[key]``, or ``default`` when the key is missing."""

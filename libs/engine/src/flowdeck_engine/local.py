@@ -483,6 +483,7 @@ class LocalExecutionEngine:
         step = kernel.steps[name]
         calls = self._calls.get(step) or self._calls_of(step)
         context = instance.context.with_step(name, before)
+        context.attempt = run.attempt
         now = self.clock.now
         if started is None:
             started = now()

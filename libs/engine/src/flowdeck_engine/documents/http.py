@@ -42,12 +42,14 @@ class HttpPolicy:
 
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
-    """One call: ``body`` is JSON (None for none); ``timeout`` in seconds."""
+    """One call: ``body`` is JSON (None for none); ``timeout`` in seconds; ``idempotency_key`` is
+    sent as ``Idempotency-Key`` (the same on every run of one step attempt)."""
 
     method: str
     url: str
     body: bytes | None
     timeout: float
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +171,8 @@ class StdlibTransport:
         headers = {"User-Agent": self.policy.user_agent, "Accept": "application/json"}
         if request.body is not None:
             headers["Content-Type"] = "application/json"
+        if request.idempotency_key is not None:
+            headers["Idempotency-Key"] = request.idempotency_key
         try:
             connection.request(request.method, path, request.body, headers)
             response = connection.getresponse()

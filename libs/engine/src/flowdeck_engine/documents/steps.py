@@ -109,7 +109,9 @@ class HttpCallStep(BaseMachineStep):
             if self.method == "GET"
             else msgspec.json.encode({key: read(context.data, path) for key, path in self.body.items()})
         )
-        request = HttpRequest(self.method, self.url, payload, self.request_timeout.total_seconds())
+        request = HttpRequest(
+            self.method, self.url, payload, self.request_timeout.total_seconds(), context.idempotency_key
+        )
         response = await self.transport.send(request)
         if not 200 <= response.status < 300:
             raise HttpCallError(f"{self.method} answered {response.status}", non_retryable=response.status < 500)
