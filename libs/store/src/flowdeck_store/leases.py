@@ -4,14 +4,15 @@ A worker takes the lease on every due, free (or expired) ``workflow_pending_work
 instance in one ``UPDATE ... RETURNING``: its owner id, an expiry, and each row's ``fence``
 bumped. The commit of what it ran is checked against the lease in the same transaction (see
 :class:`~flowdeck_store.durable.DurableInstanceStore`): if another worker took the rows over, or
-committed them, the late worker commits nothing. Rows are compared on the database clock.
+committed them, the late worker commits nothing. Rows are compared on the database clock
+(on SQLite, the embedded mode's one process, on this process's clock).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING, cast
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, func, or_, select, update
 
@@ -44,43 +45,60 @@ class Lease:
         return (step, attempt) in self.fences
 
 
+def _now(session: AsyncSession) -> Any:
+    """The database's clock on PostgreSQL; this process's on SQLite (one process there)."""
+    return func.now() if session.get_bind().dialect.name == "postgresql" else datetime.now(UTC)
+
+
 async def take_lease(
     session: AsyncSession, tenant_id: UUID, instance_id: UUID, owner: str, seconds: float
 ) -> Lease | None:
     """Lease the instance's due pending work that no live lease holds; None when there is none."""
-    now = func.now()
+    now = _now(session)
     c = _WORK.c
     i = _INSTANCES.c
-    rows = (
-        await session.execute(
-            update(_WORK)
-            .where(
-                c.tenant_id == tenant_id,
-                c.instance_id == instance_id,
-                i.tenant_id == tenant_id,
-                i.id == c.instance_id,
-                or_(c.not_before.is_(None), c.not_before <= now),
-                or_(c.lease_owner.is_(None), c.lease_expires_at <= now),
-            )
-            .values(
-                lease_owner=owner,
-                lease_expires_at=now + timedelta(seconds=seconds),
-                fence=c.fence + 1,
-                updated_at=now,
-            )
-            .returning(c.step_name, c.attempt, c.fence, i.workflow_name, i.workflow_version)
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    lease = (
+        update(_WORK)
+        .where(
+            c.tenant_id == tenant_id,
+            c.instance_id == instance_id,
+            or_(c.not_before.is_(None), c.not_before <= now),
+            or_(c.lease_owner.is_(None), c.lease_expires_at <= now),
         )
-    ).all()
+        .values(
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=seconds),
+            fence=c.fence + 1,
+            updated_at=now,
+        )
+    )
+    if postgresql:  # the instance's workflow in the same statement
+        lease = lease.where(i.tenant_id == tenant_id, i.id == c.instance_id)
+        rows = (
+            await session.execute(lease.returning(c.step_name, c.attempt, c.fence, i.workflow_name, i.workflow_version))
+        ).all()
+    else:  # SQLite returns the updated table's columns only
+        rows = (await session.execute(lease.returning(c.step_name, c.attempt, c.fence))).all()
     if not rows:
         return None
-    fences = {(step, attempt): fence for step, attempt, fence, _, _ in rows}
-    return Lease(instance_id, owner, fences, (rows[0][3], rows[0][4]))
+    if postgresql:
+        workflow = (rows[0][3], rows[0][4])
+    else:
+        found = (
+            await session.execute(
+                select(i.workflow_name, i.workflow_version).where(i.tenant_id == tenant_id, i.id == instance_id)
+            )
+        ).one()
+        workflow = (found[0], found[1])
+    fences = {(row[0], row[1]): row[2] for row in rows}
+    return Lease(instance_id, owner, fences, workflow)
 
 
 async def extend_lease(session: AsyncSession, tenant_id: UUID, lease: Lease, seconds: float) -> bool:
     """Push the lease's expiry ``seconds`` ahead; False when it was lost (taken over, committed)."""
     c = _WORK.c
-    now = func.now()
+    now = _now(session)
     result = await session.execute(
         update(_WORK)
         .where(c.tenant_id == tenant_id, c.instance_id == lease.instance_id, c.lease_owner == lease.owner)
@@ -96,7 +114,7 @@ async def release_lease(session: AsyncSession, tenant_id: UUID, lease: Lease) ->
     await session.execute(
         update(_WORK)
         .where(c.tenant_id == tenant_id, c.instance_id == lease.instance_id, c.lease_owner == lease.owner)
-        .values(lease_owner=None, lease_expires_at=None, updated_at=func.now())
+        .values(lease_owner=None, lease_expires_at=None, updated_at=_now(session))
     )
 
 

@@ -3,27 +3,43 @@
 Across tenants only the SECURITY DEFINER functions of migration 0004 are called: they return
 ``(tenant_id, id)`` pairs (and claim them). Every item is then read and handled in a
 transaction bound to its own tenant, where row-level security applies as everywhere else.
+
+SQLite (the embedded mode: one process, one scheduler, no row-level security) has no functions:
+there the same claims are made by :func:`_claim_portable`, statement by statement.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final, cast
 
-from sqlalchemy import Table, delete, select, text
+from sqlalchemy import Table, and_, case, delete, exists, or_, select, text, update
 
-from flowdeck_store.models import TimerModel, WorkflowInstanceModel
+from flowdeck_store.models import (
+    OutboxEventModel,
+    PendingWorkModel,
+    TimerModel,
+    WebhookDeliveryModel,
+    WebhookSubscriptionModel,
+    WorkflowInstanceModel,
+)
 
 if TYPE_CHECKING:
-    from datetime import datetime
     from uuid import UUID
 
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 TIMER: Final = "timer"
 WORK: Final = "work"
+EVENT: Final = "event"
+DELIVERY: Final = "delivery"
 _TIMERS = cast("Table", TimerModel.__table__)
 _INSTANCES = cast("Table", WorkflowInstanceModel.__table__)
+_WORK = cast("Table", PendingWorkModel.__table__)
+_OUTBOX = cast("Table", OutboxEventModel.__table__)
+_SUBSCRIPTIONS = cast("Table", WebhookSubscriptionModel.__table__)
+_DELIVERIES = cast("Table", WebhookDeliveryModel.__table__)
 _CLAIM = text("SELECT kind, tenant_id, id FROM flowdeck_claim_due(:limit, :claim, :quiet)")
 _INSTANCE_TENANT = text("SELECT flowdeck_instance_tenant(:id)")
 
@@ -52,13 +68,82 @@ async def claim_due(
     connection: AsyncConnection, *, limit: int, claim_seconds: int, quiet_seconds: int
 ) -> list[DueItem]:
     """Claim what is due across tenants, each item once across schedulers (one statement)."""
+    if connection.dialect.name != "postgresql":
+        return await _claim_portable(connection, limit, claim_seconds, quiet_seconds)
     rows = await connection.execute(_CLAIM, {"limit": limit, "claim": claim_seconds, "quiet": quiet_seconds})
     return [DueItem(kind, tenant, item) for kind, tenant, item in rows.all()]
 
 
-async def instance_tenant(connection: AsyncConnection | AsyncSession, instance_id: UUID) -> UUID | None:
+async def _claim_portable(
+    connection: AsyncConnection, limit: int, claim_seconds: int, quiet_seconds: int
+) -> list[DueItem]:
+    """``flowdeck_claim_due`` for a database without it (SQLite, one scheduler): the same claims."""
+    now = datetime.now(UTC)
+    later = now + timedelta(seconds=claim_seconds)
+    t, w, o, d = _TIMERS.c, _WORK.c, _OUTBOX.c, _DELIVERIES.c
+    timers = (
+        await connection.execute(select(t.tenant_id, t.id).where(t.fire_at <= now).order_by(t.fire_at).limit(limit))
+    ).all()
+    if timers:
+        await connection.execute(
+            update(_TIMERS).where(t.id.in_([i for _, i in timers])).values(fire_at=later, updated_at=now)
+        )
+    stuck = (
+        await connection.execute(
+            select(w.id, w.tenant_id, w.instance_id)
+            .where(
+                or_(w.not_before.is_(None), w.not_before <= now),
+                or_(
+                    and_(w.lease_owner.is_(None), w.updated_at <= now - timedelta(seconds=quiet_seconds)),
+                    w.lease_expires_at <= now,
+                ),
+            )
+            .order_by(w.updated_at)
+            .limit(limit)
+        )
+    ).all()
+    if stuck:
+        fence = case((w.lease_owner.is_(None), w.fence), else_=w.fence + 1)
+        await connection.execute(
+            update(_WORK)
+            .where(w.id.in_([row.id for row in stuck]))
+            .values(lease_owner=None, lease_expires_at=None, fence=fence, updated_at=now)
+        )
+    subscribed = exists().where(_SUBSCRIPTIONS.c.tenant_id == o.tenant_id, _SUBSCRIPTIONS.c.active)
+    await connection.execute(update(_OUTBOX).where(o.published_at.is_(None), ~subscribed).values(published_at=now))
+    events = (
+        await connection.execute(
+            select(o.tenant_id, o.id).where(o.published_at.is_(None)).order_by(o.occurred_at).limit(limit)
+        )
+    ).all()
+    pending = d.status == "pending"
+    deliveries = (
+        await connection.execute(
+            select(d.tenant_id, d.id).where(pending, d.next_attempt_at <= now).order_by(d.next_attempt_at).limit(limit)
+        )
+    ).all()
+    if deliveries:
+        await connection.execute(
+            update(_DELIVERIES)
+            .where(d.id.in_([i for _, i in deliveries]))
+            .values(next_attempt_at=later, updated_at=now)
+        )
+    return [
+        *(DueItem(TIMER, tenant, item) for tenant, item in timers),
+        *(DueItem(WORK, tenant, item) for tenant, item in dict.fromkeys((r.tenant_id, r.instance_id) for r in stuck)),
+        *(DueItem(EVENT, tenant, item) for tenant, item in events),
+        *(DueItem(DELIVERY, tenant, item) for tenant, item in deliveries),
+    ]
+
+
+async def instance_tenant(session: AsyncSession, instance_id: UUID) -> UUID | None:
     """The tenant of the instance ``instance_id`` (None when there is no such instance)."""
-    found: UUID | None = (await connection.execute(_INSTANCE_TENANT, {"id": instance_id})).scalar_one_or_none()
+    query = (
+        _INSTANCE_TENANT
+        if session.get_bind().dialect.name == "postgresql"
+        else select(_INSTANCES.c.tenant_id).where(_INSTANCES.c.id == instance_id)
+    )
+    found: UUID | None = (await session.execute(query, {"id": instance_id})).scalar_one_or_none()
     return found
 
 
@@ -91,6 +176,8 @@ async def instance_seq(session: AsyncSession, tenant_id: UUID, instance_id: UUID
 
 
 __all__ = [
+    "DELIVERY",
+    "EVENT",
     "TIMER",
     "WORK",
     "DueItem",

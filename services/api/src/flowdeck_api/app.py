@@ -15,19 +15,36 @@ from flowdeck_runtime.settings import Settings, get_settings
 from flowdeck_runtime.telemetry import configure_tracing
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from contextlib import AbstractAsyncContextManager
+
     from opentelemetry.sdk.trace import TracerProvider
 
+    from flowdeck_engine import StepQueue
 
-def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None) -> Litestar:
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    step_queue: StepQueue | None = None,
+    lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
+) -> Litestar:
     """The Flowdeck API application.
 
     Tracing is on when ``tracer_provider`` is given or the ``OTEL_EXPORTER_OTLP_*`` variables are
     set: server spans from Litestar's OpenTelemetry plugin, engine spans beneath them.
+    ``step_queue`` and ``lifespan``: the embedded mode's in-process queue and the worker and
+    scheduler that run beside the app (:mod:`flowdeck_api.embedded`).
     """
     settings = settings or get_settings()
     provider = tracer_provider or configure_tracing(settings.service_name)
     plugins: list[Any] = [
-        WorkflowPlugin(WorkflowPluginConfig(api_path_prefix="/v1", settings=settings, tracer_provider=provider))
+        WorkflowPlugin(
+            WorkflowPluginConfig(
+                api_path_prefix="/v1", settings=settings, tracer_provider=provider, step_queue=step_queue
+            )
+        )
     ]
     if provider is not None:
         plugins.append(OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=provider, exclude=["/v1/health"])))
@@ -45,5 +62,6 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
             ),
         ),
+        lifespan=list(lifespan),
         debug=False,
     )

@@ -1,9 +1,12 @@
 """``make run``: Flowdeck on the embedded default, with a demo tenant ready to use.
 
-SQLite in ``$FLOWDECK_HOME`` (``.flowdeck/``), no Redis; machine steps run in the API process and
-timers fire from it. On start it migrates the database, creates (once) a demo tenant with two
-users and a group, uploads the example workflow documents, prints development tokens and a few
-``curl`` commands, and serves the API until interrupted.
+SQLite in ``$FLOWDECK_HOME`` (``.flowdeck/``), no Redis. The production code paths run in one
+process: requests hand machine steps to an in-process queue (in place of SAQ) that the worker's
+job loop takes them from, and the scheduler fires timers, reminders and escalations, delivers
+outbound webhooks and re-sends lost work (:mod:`flowdeck_worker.embedded`). On start it migrates
+the database, creates (once) a demo tenant with two users and a group, uploads the example
+workflow documents, prints development tokens and a few ``curl`` commands, and serves the API
+until interrupted.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import asyncio
 import os
 import shlex
 import uuid
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 from alembic import command
@@ -24,9 +29,17 @@ from flowdeck_api.app import create_app
 from flowdeck_api.auth import mint_token
 from flowdeck_api.domain.definitions.service import DefinitionService
 from flowdeck_api.errors import ApiError
+from flowdeck_runtime.inprocess import InProcessQueue
 from flowdeck_runtime.settings import Settings, load_settings
 from flowdeck_runtime.tenants import Tenants
 from flowdeck_store import TenantModel, create_engine, session_factory
+from flowdeck_worker.embedded import in_process
+from flowdeck_worker.services import Services
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from litestar import Litestar
 
 ROOT = Path(__file__).resolve().parents[4]
 DEMO_TENANT = uuid.uuid5(uuid.NAMESPACE_URL, "https://flowdeck.dev/demo-tenant")
@@ -67,6 +80,18 @@ async def seed(settings: Settings) -> list[str]:
     return uploaded
 
 
+def embedded_app(settings: Settings) -> Litestar:
+    """The API with its worker and scheduler in the same process, on an in-process queue."""
+    queue = InProcessQueue()
+
+    @asynccontextmanager
+    async def worker_and_scheduler(app: Litestar) -> AsyncIterator[None]:
+        async with in_process(Services(settings, app.state.db_engine, app.state.tenants, queue)):
+            yield
+
+    return create_app(settings, step_queue=queue, lifespan=[worker_and_scheduler])
+
+
 def banner(settings: Settings, base: str, uploaded: list[str]) -> str:
     """What to copy and paste to see Flowdeck work."""
     secret = settings.auth.dev_secret()
@@ -87,7 +112,7 @@ def banner(settings: Settings, base: str, uploaded: list[str]) -> str:
     )
     lines = [
         "",
-        "Flowdeck is running (embedded: SQLite, in-process worker, no Redis).",
+        "Flowdeck is running (embedded: SQLite, in-process worker and scheduler, no Redis).",
         f"  API docs:     {base}/docs",
         f"  health:       {base}/v1/health/ready",
         f"  demo tenant:  {DEMO_TENANT}  (users: admin, alice, bob; bob is in group 'managers')",
@@ -126,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     migrate(settings.database.url)
     uploaded = asyncio.run(seed(settings))
     print(banner(settings, f"http://{args.host}:{args.port}", uploaded), flush=True)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(embedded_app(settings), host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

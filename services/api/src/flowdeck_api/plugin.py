@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
     from flowdeck_api.auth import KeySource, Principal
+    from flowdeck_engine import StepQueue
 
 ROUTE_HANDLERS = (
     DefinitionController,
@@ -73,6 +74,9 @@ class WorkflowPluginConfig:
     settings: Settings | None = None
     tracer_provider: TracerProvider | None = None
     """When set, the engines make spans (see :mod:`flowdeck_runtime.telemetry`)."""
+    step_queue: StepQueue | None = None
+    """Where machine steps go (waits are then left to a scheduler); by default SAQ in production
+    with Redis, and otherwise none: the request runs them and this process fires the waits."""
 
 
 class _TenantStatusCache:
@@ -116,8 +120,8 @@ class WorkflowPlugin(InitPluginProtocol):
         )
         # Production with Redis: machine steps run on workers, waits fire from the scheduler.
         # Otherwise (embedded, or no Redis) this process runs them itself.
-        queue = None
-        if not settings.embedded and settings.redis.url:
+        queue = config.step_queue
+        if queue is None and not settings.embedded and settings.redis.url:
             queue = SaqStepQueue.from_url(settings.redis.url, settings.work)
         tenants = Tenants(
             session_factory(db_engine),

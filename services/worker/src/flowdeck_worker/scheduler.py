@@ -27,12 +27,10 @@ import signal
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import create_async_engine
-
 from flowdeck_engine import InstanceNotFoundError
-from flowdeck_store import claim_due, drop_timer, instance_seq, load_timer
+from flowdeck_store import claim_due, create_engine, drop_timer, instance_seq, load_timer
 from flowdeck_store.escalations import REMINDER, send_reminder
-from flowdeck_store.scans import TIMER, WORK
+from flowdeck_store.scans import DELIVERY, EVENT, TIMER, WORK
 from flowdeck_store.webhooks import DELIVERED, FAILED, PENDING, fan_out, load_delivery, record_attempt
 from flowdeck_worker.services import open_services
 from flowdeck_worker.webhooks import WebhookSender, next_attempt
@@ -46,8 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _PARALLEL = 16
-EVENT = "event"
-DELIVERY = "delivery"
 
 
 class Scheduler:
@@ -57,8 +53,12 @@ class Scheduler:
         self.services = services
         self.work = services.settings.work
         # One connection, held open and in autocommit: one statement per poll, no pre-ping.
-        self.scan_engine: AsyncEngine = create_async_engine(
-            services.settings.database.url, pool_size=1, max_overflow=0, isolation_level="AUTOCOMMIT"
+        self.scan_engine: AsyncEngine = create_engine(
+            services.settings.database.url,
+            pool_size=1,
+            max_overflow=0,
+            isolation_level="AUTOCOMMIT",
+            pool_pre_ping=False,
         )
         self._conn: AsyncConnection | None = None
         self._parallel = asyncio.Semaphore(_PARALLEL)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from flowdeck_runtime.inprocess import InProcessQueue
     from flowdeck_runtime.settings import Settings
 
 
@@ -26,7 +27,8 @@ class Services:
     settings: Settings
     db: AsyncEngine
     tenants: Tenants
-    queue: SaqStepQueue
+    queue: SaqStepQueue | InProcessQueue
+    """SAQ on Redis in production; in the embedded mode, the in-process queue."""
     tracer_provider: TracerProvider | None = None
 
     async def close(self) -> None:

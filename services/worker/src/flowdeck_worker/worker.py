@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from saq import Worker
 
-from flowdeck_runtime.queue import RUN_INSTANCE
+from flowdeck_engine import ValidationError
+from flowdeck_runtime.queue import RUN_INSTANCE, SaqStepQueue
 from flowdeck_worker.jobs import WorkerContext, run_instance
 from flowdeck_worker.runner import InstanceRunner
 from flowdeck_worker.services import open_services
@@ -44,16 +45,24 @@ class FlowdeckWorker(Worker[WorkerContext]):
         await super().stop()
 
 
-def build_worker(services: Services) -> tuple[Worker[WorkerContext], InstanceRunner]:
-    """The SAQ worker for ``services`` and the runner its jobs use."""
+def build_runner(services: Services) -> InstanceRunner:
+    """The runner of instances' machine steps for ``services`` (leases as the settings say)."""
     work = services.settings.work
     provider = services.tracer_provider
-    runner = InstanceRunner(
+    return InstanceRunner(
         services.tenants,
         lease_seconds=work.lease_seconds,
         heartbeat_seconds=max(1.0, work.heartbeat_seconds / 3),
         tracer=None if provider is None else provider.get_tracer("flowdeck.worker"),
     )
+
+
+def build_worker(services: Services) -> tuple[Worker[WorkerContext], InstanceRunner]:
+    """The SAQ worker for ``services`` and the runner its jobs use."""
+    work = services.settings.work
+    runner = build_runner(services)
+    if not isinstance(services.queue, SaqStepQueue):
+        raise ValidationError("the SAQ worker needs the SAQ step queue (embedded mode: flowdeck_worker.embedded)")
 
     async def startup(ctx: WorkerContext) -> None:
         ctx["runner"] = runner
@@ -89,4 +98,4 @@ async def run_worker(settings: Settings) -> None:
     log.info("flowdeck worker stopped")
 
 
-__all__ = ["FlowdeckWorker", "build_worker", "run_worker"]
+__all__ = ["FlowdeckWorker", "build_runner", "build_worker", "run_worker"]
