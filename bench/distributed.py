@@ -141,10 +141,13 @@ def main() -> None:
         owner = postgres.url("flowdeck_owner", "flowdeck")
         config = Config(str(ROOT / "alembic.ini"))
         config.set_main_option("sqlalchemy.url", owner.replace("%", "%%"))
-        config.cmd_opts = Namespace(x=["app_role=flowdeck_app"])
+        config.cmd_opts = Namespace(x=["app_role=flowdeck_app", "system_role=flowdeck_system"])
         command.upgrade(config, "head")
         postgres.psql("ALTER ROLE flowdeck_app LOGIN")
-        database = Database(postgres.url(), owner, postgres.url("flowdeck_app", "flowdeck"))
+        postgres.psql("ALTER ROLE flowdeck_system LOGIN")
+        database = Database(
+            postgres.url(), owner, postgres.url("flowdeck_app", "flowdeck"), postgres.url("flowdeck_system", "flowdeck")
+        )
         for workers in args.workers:
             with tempfile.TemporaryDirectory() as home:
                 stack = Stack(database, redis.url, Path(home))

@@ -133,8 +133,12 @@ class Stack:
             dev_secret_file=self.home / "dev-secret",
         )
 
-    def _proc(self, name: str, *args: str) -> Proc:
-        proc = Proc(name, [*FLOWDECK, *args], self.env(), self.home / f"{name}.log")
+    def _proc(self, name: str, *args: str, system: bool = False) -> Proc:
+        """Start ``flowdeck *args``: as the app role (the API), or the system role (worker, scheduler)."""
+        env = self.env()
+        if system:
+            env["FLOWDECK_DATABASE_URL"] = self.database.system_url
+        proc = Proc(name, [*FLOWDECK, *args], env, self.home / f"{name}.log")
         proc.start()
         self.procs.append(proc)
         return proc
@@ -153,12 +157,12 @@ class Stack:
         raise AssertionError(f"the API did not start:\n{self.api.output()}")
 
     def start_worker(self) -> Proc:
-        worker = self._proc(f"worker{len(self.workers)}", "worker", "--log-level", "warning")
+        worker = self._proc(f"worker{len(self.workers)}", "worker", "--log-level", "warning", system=True)
         self.workers.append(worker)
         return worker
 
     def start_scheduler(self) -> Proc:
-        self.scheduler = self._proc(f"scheduler{len(self.procs)}", "scheduler", "--log-level", "warning")
+        self.scheduler = self._proc(f"scheduler{len(self.procs)}", "scheduler", "--log-level", "warning", system=True)
         return self.scheduler
 
     def stop(self) -> None:

@@ -30,6 +30,7 @@ from tests.integration.servers import PostgresServer, RedisServer, start_postgre
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = "flowdeck_owner"
 APP = "flowdeck_app"
+SYSTEM = "flowdeck_system"
 DATABASE = f"flowdeck_test_{os.getpid()}"
 TABLES = [t.name for t in reversed(metadata.sorted_tables)]
 
@@ -38,7 +39,7 @@ def alembic_config(url: str) -> Config:
     """Alembic's configuration for the repository's migrations against ``url``."""
     config = Config(str(ROOT / "alembic.ini"))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    config.cmd_opts = Namespace(x=[f"app_role={APP}"])
+    config.cmd_opts = Namespace(x=[f"app_role={APP}", f"system_role={SYSTEM}"])
     return config
 
 
@@ -54,11 +55,13 @@ async def _execute(url: str, *statements: str) -> None:
 
 @dataclass(frozen=True)
 class Database:
-    """The migrated test database: URLs for its owner and for the application role."""
+    """The migrated test database: URLs for its owner, the application role (the API's) and the
+    system role (the worker's and scheduler's: the app role plus the cross-tenant scans)."""
 
     admin_url: str
     owner_url: str
     app_url: str
+    system_url: str
 
 
 @pytest.fixture(scope="session")
@@ -90,10 +93,13 @@ def database(postgres_admin_url: str) -> Iterator[Database]:
     )
     owner_url = admin.set(username=OWNER, password=None, database=DATABASE).render_as_string(hide_password=False)
     command.upgrade(alembic_config(owner_url), "head")
-    asyncio.run(_execute(postgres_admin_url, f"ALTER ROLE {APP} LOGIN"))
-    app_url = admin.set(username=APP, password=None, database=DATABASE).render_as_string(hide_password=False)
+    asyncio.run(_execute(postgres_admin_url, f"ALTER ROLE {APP} LOGIN", f"ALTER ROLE {SYSTEM} LOGIN"))
+    app_url, system_url = (
+        admin.set(username=role, password=None, database=DATABASE).render_as_string(hide_password=False)
+        for role in (APP, SYSTEM)
+    )
     try:
-        yield Database(postgres_admin_url, owner_url, app_url)
+        yield Database(postgres_admin_url, owner_url, app_url, system_url)
     finally:
         asyncio.run(_execute(postgres_admin_url, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
 
@@ -195,6 +201,16 @@ def truncated(database: Database) -> Iterator[Database]:
 async def pg_app_engine(truncated: Database) -> AsyncIterator[AsyncEngine]:
     """An engine on PostgreSQL as the application role; tables truncated afterwards."""
     db = create_engine(truncated.app_url, poolclass=NullPool)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture
+async def pg_system_engine(truncated: Database) -> AsyncIterator[AsyncEngine]:
+    """An engine on PostgreSQL as the system role (the worker's and scheduler's); tables truncated afterwards."""
+    db = create_engine(truncated.system_url, poolclass=NullPool)
     try:
         yield db
     finally:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from flowdeck_store import metadata
-from tests.integration.conftest import APP, Database
+from tests.integration.conftest import APP, SYSTEM, Database
 
 TENANT_TABLES = {t.name for t in metadata.sorted_tables if "tenant_id" in t.c} | {"tenants"}
 
@@ -93,6 +95,28 @@ def test_the_app_role_cannot_get_around_rls(database: Database) -> None:
         f"JOIN pg_roles b ON b.oid = m.roleid WHERE a.rolname = '{APP}'",
     )
     assert memberships == []  # it inherits nothing (no owner role, no bypass) from anyone
+
+
+def test_only_the_system_role_may_call_the_cross_tenant_scans(database: Database) -> None:
+    scans = ("flowdeck_claim_due(integer, integer, integer)", "flowdeck_instance_tenant(uuid)")
+    for role in (APP, SYSTEM):
+        allowed = _query(
+            database.owner_url,
+            ", ".join(f"SELECT has_function_privilege('{role}', '{scan}', 'EXECUTE')" for scan in scans).replace(
+                ", SELECT", " UNION ALL SELECT"
+            ),
+        )
+        assert allowed == [(role == SYSTEM,)] * 2, role
+    # The API's role gets "permission denied", not the tenant of another tenant's instance.
+    with pytest.raises(DBAPIError, match="permission denied"):
+        _query(database.app_url, "SELECT flowdeck_instance_tenant(gen_random_uuid())")
+    assert _query(database.system_url, "SELECT flowdeck_instance_tenant(gen_random_uuid())") == [(None,)]
+    (memberships,) = _query(
+        database.owner_url,
+        "SELECT array(SELECT b.rolname FROM pg_auth_members m JOIN pg_roles a ON a.oid = m.member "
+        f"JOIN pg_roles b ON b.oid = m.roleid WHERE a.rolname = '{SYSTEM}')",
+    )
+    assert memberships == ([APP],)  # row-level security binds it as it binds the API
 
 
 def test_every_unique_index_includes_tenant_id(database: Database) -> None:

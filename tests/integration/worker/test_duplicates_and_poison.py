@@ -44,8 +44,8 @@ async def _history(tenants: Tenants, tenant: uuid.UUID, instance_id: uuid.UUID) 
         return [tuple(row) for row in rows.all()]  # type: ignore[misc]
 
 
-async def test_jobs_delivered_twice_and_late_leave_the_history_of_a_clean_run(pg_app_engine: AsyncEngine) -> None:
-    tenants = Tenants(session_factory(pg_app_engine), step_queue=RecordingQueue(), dispatcher=StoredWaits())
+async def test_jobs_delivered_twice_and_late_leave_the_history_of_a_clean_run(pg_system_engine: AsyncEngine) -> None:
+    tenants = Tenants(session_factory(pg_system_engine), step_queue=RecordingQueue(), dispatcher=StoredWaits())
     tenant = await _tenant(tenants, documents.machines(count=3), documents.parallel())
     runner = InstanceRunner(tenants, lease_seconds=10, heartbeat_seconds=5)
     engine = tenants.engine(tenant)
@@ -81,8 +81,8 @@ POISON = {
 }
 
 
-async def test_a_poison_step_in_one_tenant_fails_cleanly_while_another_runs(pg_app_engine: AsyncEngine) -> None:
-    tenants = Tenants(session_factory(pg_app_engine), step_queue=RecordingQueue(), dispatcher=StoredWaits())
+async def test_a_poison_step_in_one_tenant_fails_cleanly_while_another_runs(pg_system_engine: AsyncEngine) -> None:
+    tenants = Tenants(session_factory(pg_system_engine), step_queue=RecordingQueue(), dispatcher=StoredWaits())
     a = await _tenant(tenants, POISON)
     b = await _tenant(tenants, documents.machines(count=3))
     runner = InstanceRunner(tenants, lease_seconds=10, heartbeat_seconds=5)

@@ -18,7 +18,7 @@ from tests.integration.conftest import Database
 def _settings(database: Database, redis_url: str, tmp_path: Path) -> Settings:
     return Settings(
         mode="production",
-        database=DatabaseSettings(url=database.app_url, admin_url=database.owner_url),
+        database=DatabaseSettings(url=database.system_url, admin_url=database.owner_url),
         redis=RedisSettings(url=redis_url),
         auth=AuthSettings(
             issuer="t", audience="flowdeck", algorithms=("HS256",), jwks_url=None, dev_secret_file=tmp_path / "s"

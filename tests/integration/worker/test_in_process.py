@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING
+
+import pytest
+from sqlalchemy.pool import NullPool
 
 from flowdeck_engine import WorkflowStatus
 from flowdeck_engine.documents import load_definition
@@ -14,18 +18,16 @@ from flowdeck_runtime.dispatch import StoredWaits
 from flowdeck_runtime.inprocess import InProcessQueue
 from flowdeck_runtime.settings import load_settings
 from flowdeck_runtime.tenants import Tenants
-from flowdeck_store import PendingWorkModel, TimerModel, session_factory
+from flowdeck_store import PendingWorkModel, TenantModel, TimerModel, create_engine, session_factory
 from flowdeck_worker.embedded import in_process
 from flowdeck_worker.services import Services
 from tests.e2e import documents
 from tests.integration.worker.test_worker_pieces import _count
 
 if TYPE_CHECKING:
-    import uuid
-
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from tests.integration.conftest import NewTenant
+    from tests.integration.conftest import Database
 
 
 async def _until_finished(tenants: Tenants, tenant: uuid.UUID, iid: uuid.UUID, seconds: float = 20) -> WorkflowStatus:
@@ -38,9 +40,24 @@ async def _until_finished(tenants: Tenants, tenant: uuid.UUID, iid: uuid.UUID, s
     raise AssertionError(f"instance {iid} did not finish")
 
 
-async def test_a_lost_job_is_resent_and_a_timer_fires_in_process(
-    store_url: str, engine: AsyncEngine, new_tenant: NewTenant
-) -> None:
+@pytest.fixture
+def system_url(store_url: str, request: pytest.FixtureRequest) -> str:
+    """SQLite, or PostgreSQL as the system role (the worker's and scheduler's: the scans are theirs)."""
+    if store_url.startswith("sqlite"):
+        return store_url
+    database: Database = request.getfixturevalue("database")
+    return database.system_url
+
+
+async def test_a_lost_job_is_resent_and_a_timer_fires_in_process(system_url: str) -> None:
+    engine = create_engine(system_url, **({} if system_url.startswith("sqlite") else {"poolclass": NullPool}))
+    try:
+        await _lost_job_and_timer(system_url, engine)
+    finally:
+        await engine.dispose()
+
+
+async def _lost_job_and_timer(store_url: str, engine: AsyncEngine) -> None:
     settings = load_settings()
     settings = replace(
         settings,
@@ -49,7 +66,9 @@ async def test_a_lost_job_is_resent_and_a_timer_fires_in_process(
     )
     queue = InProcessQueue()
     tenants = Tenants(session_factory(engine), step_queue=queue, dispatcher=StoredWaits())
-    tenant = await new_tenant("embedded")
+    tenant = uuid.uuid4()
+    async with tenants.transaction(tenant) as session:
+        session.add(TenantModel(id=tenant, slug=f"embedded-{tenant.hex[:8]}", name="embedded"))
     for doc in (documents.machines(count=3), documents.timer(0.5)):
         tenants.engine(tenant).registry.register_definition(load_definition(doc))
 

@@ -22,7 +22,7 @@ from tests.e2e import documents
 
 
 async def test_the_worker_joins_the_trace_of_the_request_that_made_the_steps_due(
-    pg_app_engine: AsyncEngine, redis_url: str
+    pg_system_engine: AsyncEngine, redis_url: str
 ) -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -30,7 +30,7 @@ async def test_the_worker_joins_the_trace_of_the_request_that_made_the_steps_due
     tracer = provider.get_tracer("test")
     queue = SaqStepQueue.from_url(redis_url, WorkSettings(queue_name=f"trace-{uuid.uuid4().hex[:6]}"))
     tenants = Tenants(
-        session_factory(pg_app_engine),
+        session_factory(pg_system_engine),
         interceptor=TracingInterceptor(tracer),
         step_queue=queue,
         dispatcher=StoredWaits(),

@@ -48,8 +48,8 @@ class RecordingQueue:
 
 
 @pytest.fixture
-def tenants(pg_app_engine: AsyncEngine) -> Tenants:
-    return Tenants(session_factory(pg_app_engine), step_queue=RecordingQueue(), dispatcher=StoredWaits())
+def tenants(pg_system_engine: AsyncEngine) -> Tenants:
+    return Tenants(session_factory(pg_system_engine), step_queue=RecordingQueue(), dispatcher=StoredWaits())
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ async def test_each_due_timer_is_claimed_by_exactly_one_of_two_schedulers(
         await runner.run(tenant, instance.id)  # runs "before"; the timer waits
     assert await _count(tenants, tenant, TimerModel) == 30
     await asyncio.sleep(0.2)
-    engines = [create_engine(truncated.app_url, poolclass=NullPool, isolation_level="AUTOCOMMIT") for _ in "ab"]
+    engines = [create_engine(truncated.system_url, poolclass=NullPool, isolation_level="AUTOCOMMIT") for _ in "ab"]
     try:
         conns = [await e.connect() for e in engines]
         claims = await asyncio.gather(
