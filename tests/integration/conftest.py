@@ -78,30 +78,43 @@ def postgres_admin_url() -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def database(postgres_admin_url: str) -> Iterator[Database]:
-    """A fresh database owned by the owner role, migrated to head; the app role may log in."""
+def provision(postgres_admin_url: str, name: str = DATABASE) -> Database:
+    """A fresh database ``name`` owned by the owner role, migrated to head; the app and system
+    roles may log in. :func:`drop` removes it."""
     admin = make_url(postgres_admin_url)
     asyncio.run(
         _execute(
             postgres_admin_url,
             f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{OWNER}') THEN "
             f"CREATE ROLE {OWNER} LOGIN CREATEROLE; END IF; END $$",
-            f"DROP DATABASE IF EXISTS {DATABASE}",
-            f"CREATE DATABASE {DATABASE} OWNER {OWNER}",
+            f"DROP DATABASE IF EXISTS {name}",
+            f"CREATE DATABASE {name} OWNER {OWNER}",
         )
     )
-    owner_url = admin.set(username=OWNER, password=None, database=DATABASE).render_as_string(hide_password=False)
+    owner_url = admin.set(username=OWNER, password=None, database=name).render_as_string(hide_password=False)
     command.upgrade(alembic_config(owner_url), "head")
     asyncio.run(_execute(postgres_admin_url, f"ALTER ROLE {APP} LOGIN", f"ALTER ROLE {SYSTEM} LOGIN"))
     app_url, system_url = (
-        admin.set(username=role, password=None, database=DATABASE).render_as_string(hide_password=False)
+        admin.set(username=role, password=None, database=name).render_as_string(hide_password=False)
         for role in (APP, SYSTEM)
     )
+    return Database(postgres_admin_url, owner_url, app_url, system_url)
+
+
+def drop(database: Database) -> None:
+    """Remove the database that :func:`provision` made."""
+    name = make_url(database.owner_url).database
+    asyncio.run(_execute(database.admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture(scope="session")
+def database(postgres_admin_url: str) -> Iterator[Database]:
+    """A fresh database owned by the owner role, migrated to head; the app role may log in."""
+    db = provision(postgres_admin_url)
     try:
-        yield Database(postgres_admin_url, owner_url, app_url, system_url)
+        yield db
     finally:
-        asyncio.run(_execute(postgres_admin_url, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
+        drop(db)
 
 
 @pytest.fixture(scope="session")

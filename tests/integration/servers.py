@@ -81,6 +81,28 @@ class PostgresServer:
         )
         return out.stdout
 
+    def restart(self) -> None:
+        """Restart the cluster at once (``immediate``: every backend is terminated, as in a crash)."""
+        subprocess.run(
+            _as_postgres(
+                [
+                    _pg_bin("pg_ctl"),
+                    "-D",
+                    str(self.datadir / "data"),
+                    "-l",
+                    str(self.datadir / "log"),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "-t",
+                    "30",
+                    "restart",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+
     def stop(self) -> None:
         """Stop the cluster and remove its files."""
         subprocess.run(

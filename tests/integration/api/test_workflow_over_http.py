@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import msgspec
+from sqlalchemy import insert, update
+from sqlalchemy.pool import NullPool
+
+from flowdeck_api.domain.instances.schemas import InstanceStart
+from flowdeck_store import IdempotencyKeyModel, bind_tenant, create_engine, session_factory
 from tests.integration.api.conftest import EXPENSE, YAML, Api
 
 
@@ -125,6 +135,44 @@ async def test_idempotent_start(api: Api) -> None:
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
     listed = (await api.client.get("/v1/instances", headers=alice)).json()
     assert len(listed["items"]) == 1
+
+
+async def test_a_start_cut_off_before_it_answered_is_recovered_by_its_idempotency_key(api: Api) -> None:
+    tenant = await api.tenant()
+    await upload_expense(api, tenant)
+    alice = api.token(tenant, "alice", "member")
+    body = {"workflow": "expense-approval", "input": {"amount": 5}}
+    fingerprint = hashlib.sha256(msgspec.json.encode(msgspec.convert(body, InstanceStart))).hexdigest()
+    key = IdempotencyKeyModel
+
+    async def keys(statement: Any) -> None:
+        db = create_engine(api.database.app_url, poolclass=NullPool)
+        try:
+            async with session_factory(db)() as session:
+                bind_tenant(session, tenant)
+                async with session.begin():
+                    await session.execute(statement)
+        finally:
+            await db.dispose()
+
+    # The instance committed, then the request died before recording its answer: found by its key.
+    first = await api.client.post("/v1/instances", json=body, headers={**alice, "idempotency-key": "a"})
+    assert first.status_code == 201
+    await keys(update(key).where(key.key == "a").values(response=None))
+    again = await api.client.post("/v1/instances", json=body, headers={**alice, "idempotency-key": "a"})
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+
+    # The request died before creating anything: "in progress" until the key is found abandoned.
+    claimed = {"tenant_id": tenant, "scope": "instances.start", "key": "b", "request_hash": fingerprint}
+    await keys(insert(key).values(id=uuid.uuid4(), **claimed))
+    held = await api.client.post("/v1/instances", json=body, headers={**alice, "idempotency-key": "b"})
+    assert held.status_code == 409 and held.json()["code"] == "idempotency_in_progress"
+    await keys(update(key).where(key.key == "b").values(created_at=datetime.now(UTC) - timedelta(hours=1)))
+    taken = await api.client.post("/v1/instances", json=body, headers={**alice, "idempotency-key": "b"})
+    assert taken.status_code == 201, taken.text
+    repeat = await api.client.post("/v1/instances", json=body, headers={**alice, "idempotency-key": "b"})
+    assert (repeat.status_code, repeat.json()["id"]) == (200, taken.json()["id"])
+    assert len((await api.client.get("/v1/instances", headers=alice)).json()["items"]) == 2
 
 
 async def test_definitions_versions_activation_and_graph(api: Api) -> None:

@@ -160,6 +160,9 @@ class LimitSettings:
     max_running_instances: int = 10_000
     max_starts_in_flight: int = 64
     """Starts one API process serves at a time; beyond it starts are shed (503) so completions go on."""
+    idempotency_abandon_seconds: int = 30
+    """A start whose Idempotency-Key was claimed this long ago, that neither answered nor created an
+    instance (its process or database went away), was abandoned: a retry with the key takes it over."""
     default_page_size: int = 50
     max_page_size: int = 200
 
@@ -210,6 +213,7 @@ def load_settings() -> Settings:
         limits=LimitSettings(
             starts_per_minute=_int("FLOWDECK_STARTS_PER_MINUTE", 600),
             max_running_instances=_int("FLOWDECK_MAX_RUNNING_INSTANCES", 10_000),
+            idempotency_abandon_seconds=_int("FLOWDECK_IDEMPOTENCY_ABANDON_SECONDS", 30),
             max_starts_in_flight=_int("FLOWDECK_MAX_STARTS_IN_FLIGHT", 64),
         ),
         work=WorkSettings(

@@ -11,6 +11,7 @@ import logging
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+import asyncpg  # type: ignore[import-untyped]
 import msgspec
 from litestar import Response
 from litestar.exceptions import (
@@ -176,6 +177,11 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     ValidationError: _status(422, "invalid"),
     OperationalError: _unavailable,
     DBAPIError: _database,
+    # Connecting, asyncpg raises its own errors unwrapped: refused or reset (OSError), "the database
+    # system is starting up" or "too many connections" (PostgresError), a dropped link (InterfaceError).
+    OSError: _unavailable,
+    asyncpg.PostgresError: _unavailable,
+    asyncpg.InterfaceError: _unavailable,
     StatementError: _statement,
     HTTPException: _http,
     Exception: _internal,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -27,8 +27,12 @@ from flowdeck_api.security import ADMIN, STARTERS, principal_of
 def provide_instances(request: Request[Any, Any, Any]) -> InstanceService:
     """The caller's view of its tenant's instances."""
     state = request.app.state
+    limits = state.settings.limits
     return InstanceService(
-        state.tenants, principal_of(request), max_running=state.settings.limits.max_running_instances
+        state.tenants,
+        principal_of(request),
+        max_running=limits.max_running_instances,
+        abandoned_after=timedelta(seconds=limits.idempotency_abandon_seconds),
     )
 
 

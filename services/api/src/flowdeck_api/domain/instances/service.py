@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -25,7 +27,6 @@ from flowdeck_runtime.tenancy import in_tenant
 from flowdeck_store import CallbackTokenModel, IdempotencyKeyModel, StepExecutionModel, WorkflowInstanceModel
 
 if TYPE_CHECKING:
-    from datetime import datetime
     from uuid import UUID
 
     from flowdeck_api.auth import Principal
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 Row = WorkflowInstanceModel
 LIVE = (WorkflowStatus.RUNNING.value, WorkflowStatus.WAITING.value, WorkflowStatus.PENDING.value)
+IDEMPOTENCY_KEY: Final = "idempotency_key"
+"""The instance's metadata entry for the Idempotency-Key of the start that created it."""
 
 
 def _summary(row: WorkflowInstanceModel) -> InstanceSummary:
@@ -82,11 +85,20 @@ def read_of(instance: WorkflowInstance) -> InstanceRead:
 class InstanceService:
     """One principal's view of its tenant's instances: admins see all, others the ones they started."""
 
-    def __init__(self, tenants: Tenants, principal: Principal, *, max_running: int = 10_000) -> None:
+    def __init__(
+        self,
+        tenants: Tenants,
+        principal: Principal,
+        *,
+        max_running: int = 10_000,
+        abandoned_after: timedelta = timedelta(seconds=30),
+    ) -> None:
+        """``abandoned_after``: how long an unanswered start holds its Idempotency-Key."""
         self.tenants = tenants
         self.principal = principal
         self.tenant = principal.tenant_id
         self.max_running = max_running
+        self.abandoned_after = abandoned_after
 
     def _visible(self) -> Any:
         clause = in_tenant(Row, self.tenant)
@@ -103,21 +115,23 @@ class InstanceService:
             if earlier is not None:
                 return earlier, False
         try:
-            read = await self._start(request)
+            read = await self._start(request, idempotency_key)
         except BaseException:
             if idempotency_key is not None:
-                await self._release_key(idempotency_key)
+                with contextlib.suppress(Exception):  # the database may be what failed: the key then expires
+                    await self._release_key(idempotency_key)
             raise
         if idempotency_key is not None:
-            async with self.tenants.transaction(self.tenant) as session:
-                await session.execute(
-                    update(IdempotencyKeyModel)
-                    .where(*self._key_clause(idempotency_key))
-                    .values(response=msgspec.to_builtins(read))
-                )
+            await self._record_response(idempotency_key, read)
         return read, True
 
-    async def _start(self, request: InstanceStart) -> InstanceRead:
+    async def _record_response(self, key: str, read: InstanceRead) -> None:
+        async with self.tenants.transaction(self.tenant) as session:
+            await session.execute(
+                update(IdempotencyKeyModel).where(*self._key_clause(key)).values(response=msgspec.to_builtins(read))
+            )
+
+    async def _start(self, request: InstanceStart, idempotency_key: str | None = None) -> InstanceRead:
         definition = await DefinitionService(self.tenants, self.tenant).resolve(request.workflow, request.version)
         async with self.tenants.transaction(self.tenant) as session:
             running = (
@@ -139,6 +153,7 @@ class InstanceService:
             definition.version,
             tenant_id=self.tenant,
             created_by=self.principal.user_id,
+            metadata=None if idempotency_key is None else {IDEMPOTENCY_KEY: idempotency_key},
         )
         return read_of(instance)
 
@@ -158,11 +173,39 @@ class InstanceService:
             row = (await session.execute(select(model).where(*self._key_clause(key)))).scalar_one()
         if row.request_hash != fingerprint:
             raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for a different request")
-        if row.response is None:
-            raise ApiError(
-                409, "idempotency_in_progress", "a request with this key is in progress", headers={"Retry-After": "1"}
-            )
-        return msgspec.convert(row.response, InstanceRead)
+        if row.response is not None:
+            return msgspec.convert(row.response, InstanceRead)
+        # In progress, or its request died (the database went away) before it recorded the answer:
+        # the instance carries its key from the commit that created it.
+        created = await self._started_with(key)
+        if created is not None:
+            await self._record_response(key, created)
+            return created
+        now = datetime.now(UTC)
+        if now - row.created_at >= self.abandoned_after:
+            async with self.tenants.transaction(self.tenant) as session:  # one retry wins the takeover
+                taken = await session.execute(
+                    update(model)
+                    .where(*self._key_clause(key), model.response.is_(None), model.created_at == row.created_at)
+                    .values(created_at=now)
+                )
+            if taken.rowcount == 1:  # type: ignore[attr-defined]
+                return None  # abandoned before it created anything: this request carries it on
+        raise ApiError(
+            409, "idempotency_in_progress", "a request with this key is in progress", headers={"Retry-After": "1"}
+        )
+
+    async def _started_with(self, key: str) -> InstanceRead | None:
+        """The instance that a start with the idempotency key ``key`` created (None: none yet)."""
+        async with self.tenants.transaction(self.tenant) as session:
+            found = (
+                await session.execute(
+                    select(Row.id).where(in_tenant(Row, self.tenant), Row.metadata_[IDEMPOTENCY_KEY].as_string() == key)
+                )
+            ).scalar_one_or_none()
+        if found is None:
+            return None
+        return read_of(await self.tenants.engine(self.tenant).get_instance(found))
 
     async def _release_key(self, key: str) -> None:
         async with self.tenants.transaction(self.tenant) as session:

@@ -1,0 +1,93 @@
+"""Scenario 5: PostgreSQL restarted at once mid-run (every backend terminated).
+
+While it is down the API answers 503 with ``Retry-After`` (never a 500), clients retry their
+starts with the same ``Idempotency-Key`` (a start cut off between claiming its key and answering
+gets 409 "in progress" until the key is found abandoned), and after it is back every instance
+started exactly once and completes.
+The cluster is this test's own: restarting the shared one would disturb other tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e import documents
+from tests.e2e.stack import Stack, wait_for
+from tests.integration.conftest import Database, drop, provision
+from tests.integration.servers import PostgresServer, start_postgres
+from tests.reliability.invariants import check_invariants
+
+INSTANCES = 300
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[tuple[PostgresServer, Database]]:
+    server = start_postgres()
+    try:
+        database = provision(server.url(), "flowdeck_restart")
+        yield server, database
+        drop(database)
+    finally:
+        server.stop()
+
+
+async def test_postgres_restarted_mid_run_answers_503_never_500_and_loses_nothing(
+    own_postgres: tuple[PostgresServer, Database], redis_url: str, tmp_path: Path
+) -> None:
+    server, database = own_postgres
+    stack = Stack(database, redis_url, tmp_path, overrides={"FLOWDECK_IDEMPOTENCY_ABANDON_SECONDS": "2"})
+    try:
+        stack.start_api()
+        stack.start_worker()
+        stack.start_scheduler()
+        tenant = await stack.new_tenant()
+        admin = stack.token(tenant, "admin", "admin")
+        answers: Counter[int] = Counter()
+        started: set[str] = set()
+        async with httpx.AsyncClient(timeout=30) as client:
+            upload = await client.post(f"{stack.base}/v1/definitions", json=documents.machines(count=3), headers=admin)
+            assert upload.status_code == 201, upload.text
+            gate = asyncio.Semaphore(8)
+
+            async def start() -> None:
+                key = {"idempotency-key": uuid.uuid4().hex}
+                while True:
+                    async with gate:
+                        response = await client.post(
+                            f"{stack.base}/v1/instances", json={"workflow": "three-machines"}, headers={**admin, **key}
+                        )
+                    answers[response.status_code] += 1
+                    if response.status_code not in {409, 503}:
+                        break
+                    code = response.json()["code"]
+                    assert code in {"unavailable", "idempotency_in_progress"} and response.headers["retry-after"], code
+                    await asyncio.sleep(0.2)
+                assert response.status_code in {200, 201}, response.text
+                started.add(response.json()["id"])
+
+            starts = [asyncio.create_task(start()) for _ in range(INSTANCES)]
+            await wait_for(lambda: asyncio.sleep(0, len(started) >= INSTANCES // 3), 60, what="a third started")
+            await asyncio.to_thread(server.restart)
+            await asyncio.gather(*starts)
+            assert not [status for status in answers if status >= 500 and status != 503], answers
+
+            async def all_completed() -> bool:
+                rows = await stack.tenant_sql(
+                    tenant, "SELECT count(*) FROM workflow_instances WHERE status <> 'completed'"
+                )
+                return bool(rows[0][0] == 0)
+
+            await wait_for(all_completed, 90, interval=0.5, what="every instance to complete")
+        await check_invariants(stack, tenant, started)
+        print(f"answers while PostgreSQL restarted: {dict(answers)}")
+    finally:
+        stack.stop()
+        if any(proc.alive for proc in stack.procs):
+            print(stack.logs())
