@@ -11,6 +11,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from flowdeck_engine import ValidationError
 
@@ -49,12 +50,19 @@ class DatabaseSettings:
 
     url: str
     admin_url: str
-    pool_size: int = 10
+    pool_size: int = 20
+    """Connections a process keeps open; as many again may open under bursts (then close)."""
 
     @property
     def is_sqlite(self) -> bool:
         """Whether this is the embedded SQLite database (no row-level security there)."""
         return self.url.startswith("sqlite")
+
+    def pool(self, *, at_least: int = 0) -> dict[str, Any]:
+        """The connection pool's settings: ``pool_size`` kept (``at_least`` if more), as many
+        again under bursts, and a checkout that waits at most 10 s (then the request gets a 503)."""
+        size = max(self.pool_size, at_least)
+        return {"pool_size": size, "max_overflow": size, "pool_timeout": 10}
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +207,7 @@ def load_settings() -> Settings:
         database=DatabaseSettings(
             url=url,
             admin_url=_env("FLOWDECK_DATABASE_ADMIN_URL", url),
-            pool_size=_int("FLOWDECK_DATABASE_POOL_SIZE", 10),
+            pool_size=_int("FLOWDECK_DATABASE_POOL_SIZE", 20),
         ),
         redis=RedisSettings(url=os.environ.get("FLOWDECK_REDIS_URL") or None),
         auth=AuthSettings(

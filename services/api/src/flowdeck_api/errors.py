@@ -23,6 +23,7 @@ from litestar.exceptions import (
 )
 from litestar.openapi import ResponseSpec
 from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from flowdeck_api.auth import AuthError
 from flowdeck_engine import (
@@ -176,6 +177,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     ConcurrencyError: _status(409, "conflict"),
     ValidationError: _status(422, "invalid"),
     OperationalError: _unavailable,
+    PoolTimeoutError: _unavailable,  # every pooled connection busy for 10 s
     DBAPIError: _database,
     # Connecting, asyncpg raises its own errors unwrapped: refused or reset (OSError), "the database
     # system is starting up" or "too many connections" (PostgresError), a dropped link (InterfaceError).

@@ -112,7 +112,7 @@ class WorkflowPlugin(InitPluginProtocol):
         """Add the routes, the error handlers, the body checks, and the app state they use."""
         config = self.config
         settings = config.settings or get_settings()
-        db_engine = create_engine(settings.database.url)
+        db_engine = create_engine(settings.database.url, **settings.database.pool())
         interceptor = (
             None
             if config.tracer_provider is None

@@ -50,9 +50,9 @@ def open_services(settings: Settings) -> Services:
     if settings.database.is_sqlite or not settings.redis.url:
         raise ValidationError("the worker and scheduler need PostgreSQL and Redis (FLOWDECK_DATABASE_URL, "
                               "FLOWDECK_REDIS_URL); embedded mode runs them inside the API")  # fmt: skip
-    db = create_engine(
-        settings.database.url, pool_size=settings.database.pool_size, connect_args=_server_settings(settings)
-    )
+    # A job holds a connection and its heartbeat may take another: room for both per job.
+    pool = settings.database.pool(at_least=settings.work.concurrency + 4)
+    db = create_engine(settings.database.url, connect_args=_server_settings(settings), **pool)
     queue = SaqStepQueue.from_url(settings.redis.url, settings.work, socket_timeout=None)
     provider = configure_tracing(settings.service_name)
     interceptor = None if provider is None else TracingInterceptor(provider.get_tracer("flowdeck.worker"))

@@ -26,6 +26,8 @@ from flowdeck_store.changes import definition_row_id
 if TYPE_CHECKING:
     from uuid import UUID
 
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from flowdeck_engine import WorkflowDefinition
     from flowdeck_engine.documents import Syntax
     from flowdeck_runtime.tenants import Tenants
@@ -143,25 +145,30 @@ class DefinitionService:
     async def resolve(self, name: str, version: str | None) -> WorkflowDefinition:
         """The definition to start: ``version`` if active, else the latest active release."""
         async with self.tenants.transaction(self.tenant) as session:
-            rows = (
-                (
-                    await session.execute(
-                        select(Model.version).where(
-                            in_tenant(Model, self.tenant), Model.name == name, Model.is_active.is_(True)
-                        )
+            version = await self.active_version(session, name, version)
+        return await self.tenants.definition(self.tenant, name, version)
+
+    async def active_version(self, session: AsyncSession, name: str, version: str | None) -> str:
+        """``version`` if it is active, else the latest active release (404 when there is none)."""
+        rows = (
+            (
+                await session.execute(
+                    select(Model.version).where(
+                        in_tenant(Model, self.tenant), Model.name == name, Model.is_active.is_(True)
                     )
                 )
-                .scalars()
-                .all()
             )
+            .scalars()
+            .all()
+        )
         if version is None:
             releases = [v for v in rows if version_key(v)[3]] or list(rows)
             if not releases:
                 raise ApiError(404, "workflow_not_found", f"workflow {name!r} has no active version")
-            version = max(releases, key=version_key)
-        elif version not in rows:
+            return max(releases, key=version_key)
+        if version not in rows:
             raise ApiError(404, "workflow_not_found", f"workflow {name!r} has no active version {version!r}")
-        return await self.tenants.definition(self.tenant, name, version)
+        return version
 
     async def graph(self, name: str, version: str) -> GraphRead:
         """The graph of one version."""

@@ -132,13 +132,16 @@ class InstanceService:
             )
 
     async def _start(self, request: InstanceStart, idempotency_key: str | None = None) -> InstanceRead:
-        definition = await DefinitionService(self.tenants, self.tenant).resolve(request.workflow, request.version)
-        async with self.tenants.transaction(self.tenant) as session:
+        async with self.tenants.transaction(self.tenant) as session:  # one transaction for both reads
+            version = await DefinitionService(self.tenants, self.tenant).active_version(
+                session, request.workflow, request.version
+            )
             running = (
                 await session.execute(
                     select(func.count()).select_from(Row).where(in_tenant(Row, self.tenant), Row.status.in_(LIVE))
                 )
             ).scalar_one()
+        definition = await self.tenants.definition(self.tenant, request.workflow, version)
         if running >= self.max_running:
             raise ApiError(
                 429,
