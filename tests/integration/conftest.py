@@ -13,6 +13,7 @@ import os
 import uuid
 from argparse import Namespace
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,24 +211,27 @@ def truncated(database: Database) -> Iterator[Database]:
         asyncio.run(truncate(database.owner_url))
 
 
-@pytest.fixture
-async def pg_app_engine(truncated: Database) -> AsyncIterator[AsyncEngine]:
-    """An engine on PostgreSQL as the application role; tables truncated afterwards."""
-    db = create_engine(truncated.app_url, poolclass=NullPool)
+@asynccontextmanager
+async def _unpooled(url: str) -> AsyncIterator[AsyncEngine]:
+    db = create_engine(url, poolclass=NullPool)
     try:
         yield db
     finally:
         await db.dispose()
+
+
+@pytest.fixture
+async def pg_app_engine(truncated: Database) -> AsyncIterator[AsyncEngine]:
+    """An engine on PostgreSQL as the application role; tables truncated afterwards."""
+    async with _unpooled(truncated.app_url) as db:
+        yield db
 
 
 @pytest.fixture
 async def pg_system_engine(truncated: Database) -> AsyncIterator[AsyncEngine]:
     """An engine on PostgreSQL as the system role (the worker's and scheduler's); tables truncated afterwards."""
-    db = create_engine(truncated.system_url, poolclass=NullPool)
-    try:
+    async with _unpooled(truncated.system_url) as db:
         yield db
-    finally:
-        await db.dispose()
 
 
 @pytest.fixture

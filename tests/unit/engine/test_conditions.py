@@ -39,7 +39,9 @@ FUZZ_SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-MAX_SECONDS_PER_CONDITION = 0.05
+MAX_SECONDS_PER_CONDITION = 1.0
+"""A bound against blow-ups (exponential parsing, huge powers), not a speed goal: typical compiles
+take tens of microseconds (``bench/documents_validate.py``), and a loaded CI machine must not flake."""
 FUZZ_MAX_SECONDS = [0.0]  # the slowest compile + evaluate seen by the fuzz tests
 
 
