@@ -60,7 +60,7 @@ ROUTE_HANDLERS = (
     JobController,
     WebhookController,
 )
-_TENANT_TTL = 30.0
+_TENANT_TTL = 5.0
 
 
 @dataclass
@@ -80,7 +80,7 @@ class WorkflowPluginConfig:
 
 
 class _TenantStatusCache:
-    """Whether a tenant may call the API: its row exists and is active (cached for 30 s)."""
+    """Whether a tenant may call the API: its row exists and is active (cached for 5 s: a suspension bites within that)."""
 
     def __init__(self, tenants: Tenants) -> None:
         self._tenants = tenants
