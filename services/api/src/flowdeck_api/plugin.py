@@ -80,7 +80,8 @@ class WorkflowPluginConfig:
 
 
 class _TenantStatusCache:
-    """Whether a tenant may call the API: its row exists and is active (cached for 5 s: a suspension bites within that)."""
+    """Whether a tenant may call the API: its row exists and is active (cached for 5 s, so a
+    suspension bites within that)."""
 
     def __init__(self, tenants: Tenants) -> None:
         self._tenants = tenants
