@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+from _loadgen import post_many  # noqa: E402
 from alembic import command  # noqa: E402
 from alembic.config import Config  # noqa: E402
-from _loadgen import post_many  # noqa: E402
 
 from tests.e2e import documents  # noqa: E402
 from tests.e2e.stack import Stack, wait_for  # noqa: E402
