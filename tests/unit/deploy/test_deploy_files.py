@@ -218,7 +218,8 @@ def test_the_api_is_replicated_probed_served_and_protected_from_drains() -> None
     args = _parse(api["args"])
     assert args.host == "0.0.0.0" and args.port == 8000
     assert [(p["name"], p["containerPort"]) for p in api["ports"]] == [("http", 8000)]
-    for probe, path in (("readinessProbe", "/v1/health/ready"), ("livenessProbe", "/v1/health/live")):
+    # Readiness does not follow the database: an outage answers 503s rather than emptying the Service.
+    for probe, path in (("readinessProbe", "/v1/health/live"), ("livenessProbe", "/v1/health/live")):
         get = api[probe]["httpGet"]
         assert (get["path"], get["port"]) == (path, "http"), probe
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
