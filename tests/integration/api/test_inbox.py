@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,9 @@ import pytest
 from sqlalchemy import text
 
 from flowdeck_api.app import create_app
-from flowdeck_api.auth import Principal
-from flowdeck_api.domain.tasks.service import TaskService
 from flowdeck_runtime.settings import DatabaseSettings
 from flowdeck_store import TenantModel, bind_tenant, create_engine, session_factory
-from flowdeck_store.inbox import ANYONE, principal_keys, principals
+from flowdeck_store.inbox import ANYONE, INBOX_SQL, NO_DUE, inbox_page, principal_keys, principals
 from tests.integration.api.conftest import Api, served
 from tests.integration.conftest import _execute
 
@@ -176,20 +175,15 @@ async def test_the_inbox_query_walks_the_inbox_index(api: Api) -> None:
         "WHERE step_name LIKE 's%'",
     )
     await _execute(api.database.owner_url, "ANALYZE workflow_human_tasks", "ANALYZE workflow_task_candidates")
-    user = Principal(
-        tenant_id=tenant, user_id="u", groups=frozenset(f"g{n}" for n in range(10)), roles=frozenset({"member"})
-    )
-    service = TaskService(api.app.state.tenants, user, dialect="postgresql")  # type: ignore[union-attr]
-    query = service._indexed(None, "pending", None, None, 50)
-    compiled = query.compile(dialect=api.app.state.db_engine.dialect)  # type: ignore[union-attr]
-    params = [compiled.params[name] for name in compiled.positiontup or ()]
+    keys = principal_keys("u", {f"g{n}" for n in range(10)})
+    args = (tenant, keys, "pending", datetime(1, 1, 1, tzinfo=UTC), uuid.UUID(int=0), NO_DUE, None, 51)
     async with api.app.state.tenants.transaction(tenant) as session:  # type: ignore[union-attr]
         raw: Any = (await (await session.connection()).get_raw_connection()).driver_connection
-        plan = "\n".join(row[0] for row in await raw.fetch(f"EXPLAIN {compiled}", *params))
-    page = await service.inbox(workflow=None, status="pending", due_before=None, cursor=None, limit=50)
+        plan = "\n".join(row[0] for row in await raw.fetch(f"EXPLAIN {INBOX_SQL}", *args))
+        page = await inbox_page(session, tenant, keys, status="pending", limit=50)
     assert "ix_workflow_task_candidates_inbox" in plan, plan
     assert "Seq Scan on workflow_task_candidates" not in plan, plan
-    assert [item.step_name for item in page.items] == [f"s{n}" for n in range(1, 4001) if n % 40 < 10][:50]
+    assert [row["step_name"] for row in page] == [f"s{n}" for n in range(1, 4001) if n % 40 < 10][:50]
 
 
 async def _execute_as_tenant(api: Api, tenant: uuid.UUID, instance_id: uuid.UUID, *statements: str) -> None:

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, cast
+from uuid import UUID
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 
-from flowdeck_store.models import TaskCandidateModel
+from flowdeck_store.models import HumanTaskModel, TaskCandidateModel
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
-    from uuid import UUID
 
     from sqlalchemy import Table
     from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
@@ -67,6 +67,84 @@ def candidate_rows(tenant_id: UUID, tasks: Iterable[Mapping[str, Any]]) -> list[
     ]
 
 
+INBOX_COLUMNS: Final = (
+    ("id", "id"),
+    ("instance_id", "instance_id"),
+    ("workflow", "workflow_name"),
+    ("step_name", "step_name"),
+    ("title", "title"),
+    ("description", "description"),
+    ("form_schema", "form_schema"),
+    ("assignee", "assignee_id"),
+    ("candidate_groups", "candidate_groups"),
+    ("status", "status"),
+    ("due_at", "due_at"),
+    ("reminder_at", "reminder_at"),
+    ("claimed_by", "claimed_by"),
+    ("created_at", "created_at"),
+    ("completed_at", "completed_at"),
+    ("completed_by", "completed_by"),
+)
+"""(name in an inbox row, task column)."""
+_START: Final = (datetime(1, 1, 1, tzinfo=UTC), UUID(int=0))
+_END: Final = datetime(9999, 12, 31, tzinfo=UTC)
+INBOX_SQL: Final = (
+    f"SELECT {', '.join(f't.{column} AS {name}' for name, column in INBOX_COLUMNS)} FROM ("  # noqa: S608 (built from constants)
+    "SELECT DISTINCT f.task_id, f.due_key FROM unnest($2::text[]) AS mine(principal) CROSS JOIN LATERAL ("
+    "SELECT c.task_id, c.due_key FROM workflow_task_candidates AS c "
+    "WHERE c.tenant_id = $1 AND c.principal = mine.principal AND c.status = $3 "
+    "AND (c.due_key, c.task_id) > ($4::timestamptz, $5::uuid) AND c.due_key < $6 "
+    "AND ($7::text IS NULL OR EXISTS (SELECT FROM workflow_human_tasks AS w "
+    "WHERE w.tenant_id = $1 AND w.id = c.task_id AND w.workflow_name = $7)) "
+    "ORDER BY c.due_key, c.task_id LIMIT $8) AS f "
+    "ORDER BY f.due_key, f.task_id LIMIT $8"
+    ") AS page JOIN workflow_human_tasks AS t ON t.id = page.task_id AND t.tenant_id = $1 "
+    "ORDER BY page.due_key, page.task_id"
+)
+"""The inbox on PostgreSQL: for each principal the first ``$8`` rows of its range after the cursor
+(an index range, ``LATERAL``), then the first ``$8`` distinct tasks of their union. Every task of
+that page is among the first ``$8`` of one of its principals, so the page is exact, and its cost is
+bounded by principals x page size, not by the tenant's tasks. One fixed statement (prepared once
+per connection): no filter is left out, each gets a value that keeps every row when unused."""
+
+
+async def inbox_page(
+    session: AsyncSession,
+    tenant_id: UUID,
+    keys: Sequence[str],
+    *,
+    status: str,
+    workflow: str | None = None,
+    due_before: datetime | None = None,
+    after: tuple[datetime, UUID] | None = None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` tasks of ``status`` routed to any of ``keys`` (:func:`principal_keys`), by
+    ``(due time or NO_DUE, id)`` after ``after``; rows named as :data:`INBOX_COLUMNS`."""
+    bound = _END if due_before is None else min(due_before, NO_DUE)
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql" and connection.dialect.driver == "asyncpg":
+        raw: Any = (await connection.get_raw_connection()).driver_connection
+        start = after or _START
+        rows = await raw.fetch(INBOX_SQL, tenant_id, list(keys), status, *start, bound, workflow, limit)
+        return [dict(row) for row in rows]
+    t = cast("Table", HumanTaskModel.__table__).c
+    c = _CANDIDATES.c
+    ids = select(c.task_id).where(
+        c.tenant_id == tenant_id, c.principal.in_(keys), c.status == status, c.due_key < bound
+    )
+    if after is not None:
+        ids = ids.where(tuple_(c.due_key, c.task_id) > after)
+    due = func.coalesce(t.due_at, NO_DUE)
+    query = select(*(t[column].label(name) for name, column in INBOX_COLUMNS)).where(
+        t.tenant_id == tenant_id, t.id.in_(ids)
+    )
+    if workflow is not None:
+        query = query.where(t.workflow_name == workflow)
+    result = await session.execute(query.order_by(due, t.id).limit(limit))
+    return [dict(row) for row in result.mappings()]
+
+
 async def add_candidates(session: AsyncSession, tenant_id: UUID, tasks: Sequence[Mapping[str, Any]]) -> None:
     """Write the candidate rows of new ``tasks`` (see :func:`candidate_rows`) in ``session``'s transaction."""
     if tasks:
@@ -95,9 +173,12 @@ async def set_status(
 
 __all__ = [
     "ANYONE",
+    "INBOX_COLUMNS",
+    "INBOX_SQL",
     "NO_DUE",
     "add_candidates",
     "candidate_rows",
+    "inbox_page",
     "principal_keys",
     "principals",
     "route_tasks",

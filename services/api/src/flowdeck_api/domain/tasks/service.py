@@ -6,15 +6,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator
-from sqlalchemy import String, Text, and_, cast, exists, func, literal, or_, select, true, tuple_, update
+from sqlalchemy import String, and_, cast, exists, func, literal, or_, select, true, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from flowdeck_api.domain.tasks.schemas import TaskPage, TaskRead
 from flowdeck_api.errors import ApiError, not_found
 from flowdeck_api.pagination import decode_time_and_id, encode_cursor
 from flowdeck_runtime.tenancy import in_tenant
-from flowdeck_store import HumanTaskModel, TaskCandidateModel, WorkflowInstanceModel
-from flowdeck_store.inbox import NO_DUE, principal_keys, route_tasks
+from flowdeck_store import HumanTaskModel, WorkflowInstanceModel
+from flowdeck_store.inbox import NO_DUE, inbox_page, principal_keys, route_tasks
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from flowdeck_runtime.tenants import Tenants
 
 Task = HumanTaskModel
-Candidate = TaskCandidateModel
 _LAST = NO_DUE
 PENDING = "pending"
 
@@ -132,21 +131,29 @@ class TaskService:
         if due_before is not None and due_before.tzinfo is None:
             raise ApiError(400, "invalid_due_before", "due_before needs a time zone (an offset or Z)")
         after = None if cursor is None else decode_time_and_id(cursor)
-        if everyone:
-            query = self._scan(workflow, status, due_before, after, limit)
-        elif self._dialect == "postgresql":
-            query = self._indexed(workflow, status, due_before, after, limit)
-        else:
-            query = self._candidates(workflow, status, due_before, after, limit)
         async with self.tenants.transaction(self.tenant) as session:
-            rows = (await session.execute(query)).scalars().all()
-        more = len(rows) > limit
-        rows = rows[:limit]
+            if everyone:
+                query = self._scan(workflow, status, due_before, after, limit)
+                items = [_read(row) for row in (await session.execute(query)).scalars()]
+            else:
+                keys = principal_keys(self.principal.user_id, self.principal.groups)
+                rows = await inbox_page(
+                    session,
+                    self.tenant,
+                    keys,
+                    status=status,
+                    workflow=workflow,
+                    due_before=due_before,
+                    after=after,
+                    limit=limit + 1,
+                )
+                items = [TaskRead(**row) for row in rows]
         next_cursor = None
-        if more and rows:
-            last_row = rows[-1]
-            next_cursor = encode_cursor((last_row.due_at or _LAST).isoformat(), str(last_row.id))
-        return TaskPage(items=[_read(r) for r in rows], next_cursor=next_cursor)
+        if len(items) > limit:
+            items = items[:limit]
+            last = items[-1]
+            next_cursor = encode_cursor((last.due_at or _LAST).isoformat(), str(last.id))
+        return TaskPage(items=items, next_cursor=next_cursor)
 
     def _scan(self, workflow: str | None, status: str, due_before: datetime | None, after: Any, limit: int) -> Any:
         """The tenant's tasks visible to me, by due time: a scan of the tenant's tasks (the admin view)."""
@@ -159,68 +166,6 @@ class TaskService:
         if after is not None:
             query = query.where(tuple_(due, Task.id) > tuple(after))
         return query.order_by(due, Task.id).limit(limit + 1)
-
-    def _candidate_filter(
-        self, workflow: str | None, status: str, due_before: datetime | None, after: Any
-    ) -> list[Any]:
-        # Always the tenant (not in_tenant's test switch): it leads the index every range starts from.
-        where = [Candidate.tenant_id == self.tenant, Candidate.status == status]
-        if workflow is not None:
-            where.append(
-                exists().where(
-                    in_tenant(Task, self.tenant), Task.id == Candidate.task_id, Task.workflow_name == workflow
-                )
-            )
-        if due_before is not None:
-            where.append(Candidate.due_key < min(due_before, _LAST))
-        if after is not None:
-            where.append(tuple_(Candidate.due_key, Candidate.task_id) > tuple(after))
-        return where
-
-    def _candidates(
-        self, workflow: str | None, status: str, due_before: datetime | None, after: Any, limit: int
-    ) -> Any:
-        """The inbox through the candidate rows of my principals (the portable query: SQLite)."""
-        keys = principal_keys(self.principal.user_id, self.principal.groups)
-        ids = select(Candidate.task_id).where(
-            Candidate.principal.in_(keys), *self._candidate_filter(workflow, status, due_before, after)
-        )
-        due = func.coalesce(Task.due_at, _LAST)
-        return (
-            select(Task).where(in_tenant(Task, self.tenant), Task.id.in_(ids)).order_by(due, Task.id).limit(limit + 1)
-        )
-
-    def _indexed(self, workflow: str | None, status: str, due_before: datetime | None, after: Any, limit: int) -> Any:
-        """The inbox on PostgreSQL: for each of my principals the first ``limit + 1`` candidate rows
-        after the cursor (an ordered range of the inbox index, ``LATERAL``), then the first
-        ``limit + 1`` distinct tasks of their union. Every task of the page is among the first rows
-        of one of its principals, so the page is exact; its cost is bounded by principals x page."""
-        keys = func.unnest(cast(principal_keys(self.principal.user_id, self.principal.groups), ARRAY(Text)))
-        mine = keys.table_valued("principal").render_derived(name="mine")
-        first = (
-            select(Candidate.task_id, Candidate.due_key)
-            .where(
-                Candidate.principal == mine.c.principal, *self._candidate_filter(workflow, status, due_before, after)
-            )
-            .order_by(Candidate.due_key, Candidate.task_id)
-            .limit(limit + 1)
-            .lateral("first")
-        )
-        page = (
-            select(first.c.task_id, first.c.due_key)
-            .select_from(mine)
-            .join(first, true())
-            .distinct()
-            .order_by(first.c.due_key, first.c.task_id)
-            .limit(limit + 1)
-            .subquery("page")
-        )
-        return (
-            select(Task)
-            .join(page, Task.id == page.c.task_id)
-            .where(in_tenant(Task, self.tenant))
-            .order_by(page.c.due_key, page.c.task_id)
-        )
 
     async def _row(self, session: AsyncSession, task_id: UUID, *, lock: bool = False) -> HumanTaskModel:
         query = select(Task).where(in_tenant(Task, self.tenant), Task.id == task_id, self._visible())
