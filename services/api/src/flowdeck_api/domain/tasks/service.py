@@ -6,14 +6,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator
-from sqlalchemy import String, and_, cast, exists, func, literal, or_, select, true, tuple_, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import exists, func, or_, select, true, tuple_, update
 
 from flowdeck_api.domain.tasks.schemas import TaskPage, TaskRead
 from flowdeck_api.errors import ApiError, not_found
 from flowdeck_api.pagination import decode_time_and_id, encode_cursor
 from flowdeck_runtime.tenancy import in_tenant
-from flowdeck_store import HumanTaskModel, WorkflowInstanceModel
+from flowdeck_store import HumanTaskModel, TaskCandidateModel, WorkflowInstanceModel
 from flowdeck_store.inbox import NO_DUE, inbox_page, principal_keys, route_tasks
 
 if TYPE_CHECKING:
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
     from flowdeck_runtime.tenants import Tenants
 
 Task = HumanTaskModel
+Candidate = TaskCandidateModel
 _LAST = NO_DUE
 PENDING = "pending"
 
@@ -88,28 +88,19 @@ def form_errors(schema: dict[str, Any] | None, data: dict[str, Any]) -> list[dic
 class TaskService:
     """One principal's tasks: admins see every task of their tenant; others the tasks routed to them."""
 
-    def __init__(self, tenants: Tenants, principal: Principal, *, dialect: str) -> None:
+    def __init__(self, tenants: Tenants, principal: Principal) -> None:
         self.tenants = tenants
         self.principal = principal
         self.tenant = principal.tenant_id
-        self._dialect = dialect
-
-    def _in_my_groups(self) -> Any:
-        groups = sorted(self.principal.groups)
-        if not groups:
-            return literal(False)
-        if self._dialect == "postgresql":
-            return Task.candidate_groups.op("?|")(cast(groups, ARRAY(String)))
-        each = func.json_each(Task.candidate_groups).table_valued("value")
-        return exists(select(1).select_from(each).where(each.c.value.in_(groups)))
 
     def _routed_to_me(self) -> Any:
-        """Tasks assigned to me, or unassigned and open to one of my groups (or to anyone)."""
-        me = self.principal.user_id
-        no_groups = func.coalesce(func.json_array_length(Task.candidate_groups), 0) == 0
-        if self._dialect == "postgresql":
-            no_groups = func.coalesce(func.jsonb_array_length(Task.candidate_groups), 0) == 0
-        return or_(Task.assignee_id == me, and_(Task.assignee_id.is_(None), or_(self._in_my_groups(), no_groups)))
+        """Tasks assigned to me, or unassigned and open to one of my groups (or to anyone): those
+        with an inbox row (:mod:`flowdeck_store.inbox`) for one of my principals."""
+        return exists().where(
+            Candidate.tenant_id == self.tenant,
+            Candidate.task_id == Task.id,
+            Candidate.principal.in_(principal_keys(self.principal.user_id, self.principal.groups)),
+        )
 
     def _visible(self) -> Any:
         me = self.principal.user_id
