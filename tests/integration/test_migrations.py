@@ -130,14 +130,14 @@ _SEED = [
 
 
 @pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
-def test_0007_indexes_the_existing_tasks(dialect: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_0008_indexes_the_existing_tasks(dialect: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     url = (
         request.getfixturevalue("empty_database")
         if dialect == "postgresql"
         else f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
     )
     config = alembic_config(url)
-    command.upgrade(config, "0006")
+    command.upgrade(config, "0007")
     ids = {key: uuid.uuid4() for key in "tdiabc"}
     now = datetime.now(UTC)
 

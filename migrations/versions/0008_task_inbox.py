@@ -6,8 +6,8 @@ when it has none (see ``flowdeck_store.inbox``), with the task's status and due 
 index range per principal instead of a scan of the tenant's tasks. Existing tasks are indexed
 here. A tenant table: row-level security enabled and forced, the app role granted.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-11-22
 """
 
@@ -19,8 +19,8 @@ import advanced_alchemy.types
 import sqlalchemy as sa
 from alembic import context, op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
