@@ -30,7 +30,7 @@ def _query(url: str, sql: str) -> list[tuple[object, ...]]:
 
 def test_every_table_is_a_tenant_table() -> None:
     assert set(metadata.tables) == TENANT_TABLES
-    assert len(TENANT_TABLES) == 12
+    assert len(TENANT_TABLES) == 13
 
 
 def test_every_tenant_table_has_rls_enabled_forced_and_a_policy(database: Database) -> None:

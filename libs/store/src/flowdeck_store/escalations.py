@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from sqlalchemy import Table, and_, delete, insert, or_, select, update
 
+from flowdeck_store.inbox import route_tasks
 from flowdeck_store.models import HumanTaskModel, OutboxEventModel, TimerModel
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ async def write_escalations(session: AsyncSession, tenant_id: UUID, changes: Seq
         await session.execute(insert(_TIMERS), rows.new)
     t = _TASKS.c
     for iid, step, groups in rows.reassign:
-        await session.execute(
+        moved = await session.execute(
             update(_TASKS)
             .where(t.tenant_id == tenant_id, t.instance_id == iid, t.step_name == step, t.status == "pending")
             .values(
@@ -125,7 +126,9 @@ async def write_escalations(session: AsyncSession, tenant_id: UUID, changes: Seq
                 claimed_at=None,
                 updated_at=now,
             )
+            .returning(t.id, t.assignee_id, t.candidate_groups, t.status, t.due_at)
         )
+        await route_tasks(session, tenant_id, [row._asdict() for row in moved])
 
 
 async def send_reminder(session: AsyncSession, tenant_id: UUID, instance_id: UUID, step: str, now: datetime) -> bool:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import and_, delete, insert, tuple_, update
 
 from flowdeck_engine.instance import new_id
+from flowdeck_store.inbox import NO_DUE_SQL, PRINCIPALS_SQL, add_candidates, set_status
 from flowdeck_store.jsonsafe import JsonText, dumps
 from flowdeck_store.models import (
     CallbackTokenModel,
@@ -139,6 +140,7 @@ _INSERTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("updated_at", "timestamptz"),
     ),
 }
+_TASKS = "workflow_human_tasks"
 _CLOSES = (("instance_id", "uuid"), ("step_name", "text"), ("status", "text"), ("completed_by", "text"),
            ("at", "timestamptz"))  # fmt: skip
 _DELETES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -258,15 +260,26 @@ def _statement(created: bool, updated: bool, deletes: tuple[str, ...], closes: b
             f"completed_at = c.at, updated_at = c.at FROM unnest({arrays(_CLOSES)}) AS c({names(_CLOSES)}) "
             "WHERE t.instance_id = c.instance_id AND t.step_name = c.step_name AND t.status = 'pending' "
             f"AND t.tenant_id = $1 AND t.instance_id = ANY({keys_of(first, _CLOSES, 'instance_id')}) "
-            "AND c.instance_id IN (SELECT id FROM ok))"
+            "AND c.instance_id IN (SELECT id FROM ok) RETURNING t.id, t.status)"
+        )
+        parts.append(
+            "close_candidates AS (UPDATE workflow_task_candidates AS k SET status = x.status FROM closes AS x "
+            "WHERE k.tenant_id = $1 AND k.task_id = x.id)"
         )
     for table in inserts:
         columns = _SENT[table]
         parts.append(
             f"ins_{table} AS (INSERT INTO {table} (id, tenant_id, {names(columns)}, updated_at) "  # noqa: S608 (built from the constant column lists above)
             f"SELECT gen_random_uuid(), $1::uuid, r.*, r.created_at FROM unnest({arrays(columns)}) "
-            f"AS r({names(columns)}) WHERE r.instance_id IN (SELECT id FROM ok))"
+            f"AS r({names(columns)}) WHERE r.instance_id IN (SELECT id FROM ok)"
+            + (" RETURNING id, assignee_id, candidate_groups, status, due_at)" if table == _TASKS else ")")
         )
+        if table == _TASKS:  # the inbox index of the new tasks (flowdeck_store.inbox)
+            parts.append(
+                "ins_candidates AS (INSERT INTO workflow_task_candidates (tenant_id, task_id, principal, status, "  # noqa: S608 (built from constants)
+                f"due_key) SELECT $1::uuid, r.id, p.principal, r.status, COALESCE(r.due_at, {NO_DUE_SQL}) "
+                f"FROM ins_{_TASKS} AS r CROSS JOIN LATERAL ({PRINCIPALS_SQL.format(t='r')}) AS p(principal))"
+            )
     return "WITH " + ",\n".join(parts) + "\nSELECT id FROM ok"
 
 
@@ -352,9 +365,9 @@ async def _write_portable(session: AsyncSession, tenant_id: UUID, batch: _Batch)
                     tuple_(*(table.c[n] for n in names)).in_([tuple(r[n] for n in names) for r in rows]),
                 )
             )
-    tasks = _TABLES["workflow_human_tasks"]
+    tasks = _TABLES[_TASKS]
     for close in keep(batch.closes):
-        await session.execute(
+        closed = await session.execute(
             update(tasks)
             .where(
                 and_(
@@ -370,11 +383,15 @@ async def _write_portable(session: AsyncSession, tenant_id: UUID, batch: _Batch)
                 completed_at=close["at"],
                 updated_at=close["at"],
             )
+            .returning(tasks.c.id)
         )
+        await set_status(session, tenant_id, list(closed.scalars()), close["status"])
     for table_name, rows in batch.inserts.items():
-        rows = keep(rows)
+        rows = [_with_id(row) for row in keep(rows)]
         if rows:
-            await session.execute(insert(_TABLES[table_name]), [_with_id(row) for row in rows])
+            await session.execute(insert(_TABLES[table_name]), rows)
+            if table_name == _TASKS:
+                await add_candidates(session, tenant_id, rows)
     return failed
 
 

@@ -7,7 +7,7 @@ from flowdeck_store.models.idempotency import IdempotencyKeyModel
 from flowdeck_store.models.instances import WorkflowInstanceModel
 from flowdeck_store.models.outbox import OutboxEventModel
 from flowdeck_store.models.steps import StepExecutionModel
-from flowdeck_store.models.tasks import HumanTaskModel
+from flowdeck_store.models.tasks import HumanTaskModel, TaskCandidateModel
 from flowdeck_store.models.tenants import TenantModel, TenantStatus
 from flowdeck_store.models.webhooks import WebhookDeliveryModel, WebhookSubscriptionModel
 from flowdeck_store.models.work import CallbackTokenModel, PendingWorkModel, TimerModel
@@ -19,6 +19,7 @@ __all__ = [
     "OutboxEventModel",
     "PendingWorkModel",
     "StepExecutionModel",
+    "TaskCandidateModel",
     "TenantModel",
     "TenantStatus",
     "TimerModel",

@@ -10,7 +10,7 @@ from advanced_alchemy.types import DateTimeUTC, JsonB
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from flowdeck_store.base import TenantOwned
+from flowdeck_store.base import Base, TenantOwned
 
 
 class HumanTaskModel(TenantOwned):
@@ -46,3 +46,24 @@ class HumanTaskModel(TenantOwned):
     claimed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     completed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     completed_by: Mapped[str | None] = mapped_column(String(255), default=None)
+
+
+class TaskCandidateModel(Base):
+    """Who finds a task in their inbox: one row per principal the task is routed to.
+
+    ``principal`` is ``u:<user>`` for an assigned task, else ``g:<group>`` per candidate group, or
+    ``*`` when it is open to anyone (see :mod:`flowdeck_store.inbox`). ``status`` and ``due_key``
+    (the due time, or :data:`~flowdeck_store.inbox.NO_DUE`) copy the task's, so that one btree
+    range per principal yields a user's inbox in order, whatever the tenant's size.
+    """
+
+    __tablename__ = "workflow_task_candidates"
+    __table_args__ = (
+        Index("ix_workflow_task_candidates_inbox", "tenant_id", "principal", "status", "due_key", "task_id"),
+    )
+
+    tenant_id: Mapped[UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    task_id: Mapped[UUID] = mapped_column(ForeignKey("workflow_human_tasks.id", ondelete="CASCADE"), primary_key=True)
+    principal: Mapped[str] = mapped_column(Text, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    due_key: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))

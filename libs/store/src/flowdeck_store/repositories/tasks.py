@@ -10,6 +10,7 @@ from sqlalchemy import String, cast, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from flowdeck_engine import TaskStatus
+from flowdeck_store.inbox import set_status
 from flowdeck_store.models import HumanTaskModel
 from flowdeck_store.repositories.base import TenantRepository
 
@@ -83,6 +84,7 @@ class HumanTaskRepository(TenantRepository[HumanTaskModel]):
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             return None
+        await set_status(self.session, self.tenant_id, [task_id], status.value)
         task = await self.get_one_or_none(*self.scoped(m.id == task_id))
         if task is not None:
             await self.session.refresh(task)

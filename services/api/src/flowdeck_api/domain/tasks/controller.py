@@ -19,8 +19,7 @@ from flowdeck_api.security import ADMIN, MEMBERS, principal_of
 
 def provide_tasks(request: Request[Any, Any, Any]) -> TaskService:
     """The caller's tasks."""
-    state = request.app.state
-    return TaskService(state.tenants, principal_of(request), dialect=state.dialect)
+    return TaskService(request.app.state.tenants, principal_of(request))
 
 
 def _page(request: Request[Any, Any, Any], limit: int | None) -> int:

@@ -6,23 +6,27 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator
-from sqlalchemy import String, and_, cast, exists, func, literal, or_, select, true, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import exists, func, or_, select, true, tuple_, update
 
 from flowdeck_api.domain.tasks.schemas import TaskPage, TaskRead
 from flowdeck_api.errors import ApiError, not_found
 from flowdeck_api.pagination import decode_time_and_id, encode_cursor
 from flowdeck_runtime.tenancy import in_tenant
-from flowdeck_store import HumanTaskModel
+from flowdeck_store import HumanTaskModel, TaskCandidateModel, WorkflowInstanceModel
+from flowdeck_store.inbox import NO_DUE, inbox_page, principal_keys, route_tasks
 
 if TYPE_CHECKING:
     from uuid import UUID
 
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from flowdeck_api.auth import Principal
+    from flowdeck_engine import WorkflowInstance
     from flowdeck_runtime.tenants import Tenants
 
 Task = HumanTaskModel
-_LAST = datetime(9999, 1, 1, tzinfo=UTC)
+Candidate = TaskCandidateModel
+_LAST = NO_DUE
 PENDING = "pending"
 
 
@@ -47,6 +51,26 @@ def _read(row: HumanTaskModel) -> TaskRead:
     )
 
 
+def _completed(row: HumanTaskModel, instance: WorkflowInstance, user: str) -> TaskRead | None:
+    """``row`` as the completion by ``user`` just written left it (None if the history lacks it)."""
+    for step in reversed(instance.step_history):
+        if step.step_name == row.step_name and step.completed_by == user and step.completed_at is not None:
+            read = _read(row)
+            read.status, read.completed_by, read.completed_at = "completed", user, step.completed_at
+            return read
+    return None
+
+
+def _routing(row: HumanTaskModel) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "assignee_id": row.assignee_id,
+        "candidate_groups": row.candidate_groups,
+        "status": row.status,
+        "due_at": row.due_at,
+    }
+
+
 def form_errors(schema: dict[str, Any] | None, data: dict[str, Any]) -> list[dict[str, str]]:
     """Every way ``data`` breaks the form ``schema`` (an empty list when it fits)."""
     if not schema:
@@ -64,28 +88,19 @@ def form_errors(schema: dict[str, Any] | None, data: dict[str, Any]) -> list[dic
 class TaskService:
     """One principal's tasks: admins see every task of their tenant; others the tasks routed to them."""
 
-    def __init__(self, tenants: Tenants, principal: Principal, *, dialect: str) -> None:
+    def __init__(self, tenants: Tenants, principal: Principal) -> None:
         self.tenants = tenants
         self.principal = principal
         self.tenant = principal.tenant_id
-        self._dialect = dialect
-
-    def _in_my_groups(self) -> Any:
-        groups = sorted(self.principal.groups)
-        if not groups:
-            return literal(False)
-        if self._dialect == "postgresql":
-            return Task.candidate_groups.op("?|")(cast(groups, ARRAY(String)))
-        each = func.json_each(Task.candidate_groups).table_valued("value")
-        return exists(select(1).select_from(each).where(each.c.value.in_(groups)))
 
     def _routed_to_me(self) -> Any:
-        """Tasks assigned to me, or unassigned and open to one of my groups (or to anyone)."""
-        me = self.principal.user_id
-        no_groups = func.coalesce(func.json_array_length(Task.candidate_groups), 0) == 0
-        if self._dialect == "postgresql":
-            no_groups = func.coalesce(func.jsonb_array_length(Task.candidate_groups), 0) == 0
-        return or_(Task.assignee_id == me, and_(Task.assignee_id.is_(None), or_(self._in_my_groups(), no_groups)))
+        """Tasks assigned to me, or unassigned and open to one of my groups (or to anyone): those
+        with an inbox row (:mod:`flowdeck_store.inbox`) for one of my principals."""
+        return exists().where(
+            Candidate.tenant_id == self.tenant,
+            Candidate.task_id == Task.id,
+            Candidate.principal.in_(principal_keys(self.principal.user_id, self.principal.groups)),
+        )
 
     def _visible(self) -> Any:
         me = self.principal.user_id
@@ -104,41 +119,56 @@ class TaskService:
         everyone: bool = False,
     ) -> TaskPage:
         """Tasks routed to me (``everyone``: all of the tenant's, for admins), by due time."""
+        if due_before is not None and due_before.tzinfo is None:
+            raise ApiError(400, "invalid_due_before", "due_before needs a time zone (an offset or Z)")
+        after = None if cursor is None else decode_time_and_id(cursor)
+        async with self.tenants.transaction(self.tenant) as session:
+            if everyone:
+                query = self._scan(workflow, status, due_before, after, limit)
+                items = [_read(row) for row in (await session.execute(query)).scalars()]
+            else:
+                keys = principal_keys(self.principal.user_id, self.principal.groups)
+                rows = await inbox_page(
+                    session,
+                    self.tenant,
+                    keys,
+                    status=status,
+                    workflow=workflow,
+                    due_before=due_before,
+                    after=after,
+                    limit=limit + 1,
+                )
+                items = [TaskRead(**row) for row in rows]
+        next_cursor = None
+        if len(items) > limit:
+            items = items[:limit]
+            last = items[-1]
+            next_cursor = encode_cursor((last.due_at or _LAST).isoformat(), str(last.id))
+        return TaskPage(items=items, next_cursor=next_cursor)
+
+    def _scan(self, workflow: str | None, status: str, due_before: datetime | None, after: Any, limit: int) -> Any:
+        """The tenant's tasks visible to me, by due time: a scan of the tenant's tasks (the admin view)."""
         due = func.coalesce(Task.due_at, _LAST)
-        query = select(Task).where(in_tenant(Task, self.tenant), Task.status == status)
-        query = query.where(self._visible() if everyone else self._routed_to_me())
+        query = select(Task).where(in_tenant(Task, self.tenant), Task.status == status, self._visible())
         if workflow is not None:
             query = query.where(Task.workflow_name == workflow)
         if due_before is not None:
             query = query.where(Task.due_at < due_before)
-        if cursor is not None:
-            at_time, last = decode_time_and_id(cursor)
-            query = query.where(or_(due > at_time, and_(due == at_time, Task.id > last)))
-        query = query.order_by(due, Task.id).limit(limit + 1)
-        async with self.tenants.transaction(self.tenant) as session:
-            rows = (await session.execute(query)).scalars().all()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_cursor = None
-        if more and rows:
-            last_row = rows[-1]
-            next_cursor = encode_cursor((last_row.due_at or _LAST).isoformat(), str(last_row.id))
-        return TaskPage(items=[_read(r) for r in rows], next_cursor=next_cursor)
+        if after is not None:
+            query = query.where(tuple_(due, Task.id) > tuple(after))
+        return query.order_by(due, Task.id).limit(limit + 1)
 
-    async def _row(self, task_id: UUID) -> HumanTaskModel:
-        async with self.tenants.transaction(self.tenant) as session:
-            row = (
-                await session.execute(
-                    select(Task).where(in_tenant(Task, self.tenant), Task.id == task_id, self._visible())
-                )
-            ).scalar_one_or_none()
+    async def _row(self, session: AsyncSession, task_id: UUID, *, lock: bool = False) -> HumanTaskModel:
+        query = select(Task).where(in_tenant(Task, self.tenant), Task.id == task_id, self._visible())
+        row = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
         if row is None:
             raise not_found("task")
         return row
 
     async def get(self, task_id: UUID) -> TaskRead:
         """One task with its form schema."""
-        return _read(await self._row(task_id))
+        async with self.tenants.transaction(self.tenant) as session:
+            return _read(await self._row(session, task_id))
 
     async def claim(self, task_id: UUID) -> TaskRead:
         """Take an open task routed to me; of racing claims exactly one wins (409 for the others).
@@ -162,40 +192,47 @@ class TaskService:
             )
             claimed = result.scalar_one_or_none()
             if claimed is None:
-                row = (
-                    await session.execute(
-                        select(Task).where(in_tenant(Task, self.tenant), Task.id == task_id, self._visible())
-                    )
-                ).scalar_one_or_none()
+                row = await self._row(session, task_id)
         if claimed is not None:
             return _read(claimed)
-        if row is None:
-            raise not_found("task")
         if row.status != PENDING:
             raise ApiError(409, "task_not_open", "the task is not open")
         raise ApiError(409, "task_claimed", "someone else has claimed this task, or it is not routed to you")
 
     async def unclaim(self, task_id: UUID) -> TaskRead:
         """Give back a task I claimed (admins: anyone's claim)."""
-        row = await self._row(task_id)
-        if row.claimed_by is None or (row.claimed_by != self.principal.user_id and not self.principal.is_admin):
-            raise ApiError(409, "task_not_claimed", "the task is not claimed by you")
         async with self.tenants.transaction(self.tenant) as session:
-            result = await session.execute(
-                update(Task)
-                .where(in_tenant(Task, self.tenant), Task.id == task_id, Task.status == PENDING)
-                .values(claimed_by=None, claimed_at=None)
-                .returning(Task)
-            )
-            released = result.scalar_one_or_none()
-        if released is None:
-            raise ApiError(409, "task_not_open", "the task is not open")
-        return _read(released)
+            row = await self._row(session, task_id, lock=True)
+            if row.claimed_by is None or (row.claimed_by != self.principal.user_id and not self.principal.is_admin):
+                raise ApiError(409, "task_not_claimed", "the task is not claimed by you")
+            if row.status != PENDING:
+                raise ApiError(409, "task_not_open", "the task is not open")
+            row.claimed_by, row.claimed_at = None, None
+        return _read(row)
 
     async def complete(self, task_id: UUID, data: dict[str, Any]) -> TaskRead:
-        """Complete a task with its form: 422 with every field error; a second completion is a 409."""
-        row = await self._row(task_id)
+        """Complete a task with its form: 422 with every field error; a second completion is a 409.
+
+        One read (the task with its instance's version), then the engine's unit of work (it loads
+        the instance and writes the change in one transaction, fenced); the answer is built from
+        what that wrote."""
         me = self.principal.user_id
+        async with self.tenants.transaction(self.tenant) as session:
+            found = (
+                await session.execute(
+                    select(Task, WorkflowInstanceModel.workflow_version)
+                    .join(WorkflowInstanceModel, WorkflowInstanceModel.id == Task.instance_id)
+                    .where(
+                        in_tenant(Task, self.tenant),
+                        in_tenant(WorkflowInstanceModel, self.tenant),
+                        Task.id == task_id,
+                        self._visible(),
+                    )
+                )
+            ).one_or_none()
+        if found is None:
+            raise not_found("task")
+        row, version = found
         if row.status != PENDING:
             raise ApiError(409, "task_not_open", "the task is not open")
         if not self.principal.is_admin:
@@ -206,9 +243,12 @@ class TaskService:
         errors = form_errors(row.form_schema, data)
         if errors:
             raise ApiError(422, "invalid_form", "the form data does not fit the task's form", extra={"errors": errors})
-        engine = await self.tenants.prepare(self.tenant, row.instance_id)
-        await engine.complete_human_task(row.instance_id, row.step_name, me, data)
-        return _read(await self._row(task_id))
+        await self.tenants.definition(self.tenant, row.workflow_name, version)
+        instance = await self.tenants.engine(self.tenant).complete_human_task(row.instance_id, row.step_name, me, data)
+        done = _completed(row, instance, me)
+        if done is not None:
+            return done
+        return await self.get(task_id)  # pragma: no cover (the engine always records who completed it)
 
     def _may_take(self, row: HumanTaskModel) -> bool:
         groups = list(row.candidate_groups or [])
@@ -216,24 +256,18 @@ class TaskService:
 
     async def reassign(self, task_id: UUID, assignee: str | None, groups: list[str] | None) -> TaskRead:
         """Give an open task to someone else (admins, or its current assignee or claimer)."""
-        row = await self._row(task_id)
         me = self.principal.user_id
-        if not (self.principal.is_admin or me in (row.assignee_id, row.claimed_by)):
-            raise ApiError(403, "forbidden", "only an admin or the task's assignee can reassign it")
-        if assignee is None and not groups:
-            raise ApiError(422, "invalid_reassignment", "name an assignee or at least one candidate group")
-        values: dict[str, Any] = {"assignee_id": assignee, "claimed_by": None, "claimed_at": None}
-        if groups is not None:
-            values["candidate_groups"] = groups
-            values["assignee_group"] = groups[0] if groups else None
         async with self.tenants.transaction(self.tenant) as session:
-            result = await session.execute(
-                update(Task)
-                .where(in_tenant(Task, self.tenant), Task.id == task_id, Task.status == PENDING)
-                .values(**values)
-                .returning(Task)
-            )
-            moved = result.scalar_one_or_none()
-        if moved is None:
-            raise ApiError(409, "task_not_open", "the task is not open")
-        return _read(moved)
+            row = await self._row(session, task_id, lock=True)
+            if not (self.principal.is_admin or me in (row.assignee_id, row.claimed_by)):
+                raise ApiError(403, "forbidden", "only an admin or the task's assignee can reassign it")
+            if assignee is None and not groups:
+                raise ApiError(422, "invalid_reassignment", "name an assignee or at least one candidate group")
+            if row.status != PENDING:
+                raise ApiError(409, "task_not_open", "the task is not open")
+            row.assignee_id, row.claimed_by, row.claimed_at = assignee, None, None
+            if groups is not None:
+                row.candidate_groups, row.assignee_group = list(groups), groups[0] if groups else None
+            await session.flush()
+            await route_tasks(session, self.tenant, [_routing(row)])
+        return _read(row)
