@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowdeck_engine import WorkflowStatus
@@ -13,6 +14,7 @@ from flowdeck_store import (
     HumanTaskRepository,
     StepExecutionModel,
     StepExecutionRepository,
+    TaskCandidateModel,
     TenantModel,
     WorkflowDefinitionModel,
     WorkflowDefinitionRepository,
@@ -159,3 +161,18 @@ async def test_task_repository(savepoint_session: AsyncSession) -> None:
     assert canceled is not None
     assert canceled.status == "canceled"
     assert {t.title for t in await repo.find_pending()} == {"managers"}
+    # A task added through the repository is in the inbox index too (else nobody could find it).
+    added = await repo.add(
+        HumanTaskModel(
+            tenant_id=mine.tenant_id,
+            instance_id=first,
+            workflow_name="expense",
+            step_name="review",
+            title="added",
+            candidate_groups=["leads", "auditors"],
+        )
+    )
+    routed = await savepoint_session.execute(
+        select(TaskCandidateModel.principal, TaskCandidateModel.status).where(TaskCandidateModel.task_id == added.id)
+    )
+    assert sorted(routed.all()) == [("g:auditors", "pending"), ("g:leads", "pending")]

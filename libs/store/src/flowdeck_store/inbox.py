@@ -145,7 +145,9 @@ async def inbox_page(
     return [dict(row) for row in result.mappings()]
 
 
-async def add_candidates(session: AsyncSession, tenant_id: UUID, tasks: Sequence[Mapping[str, Any]]) -> None:
+async def add_candidates(
+    session: AsyncSession | async_scoped_session[AsyncSession], tenant_id: UUID, tasks: Sequence[Mapping[str, Any]]
+) -> None:
     """Write the candidate rows of new ``tasks`` (see :func:`candidate_rows`) in ``session``'s transaction."""
     if tasks:
         await session.execute(insert(_CANDIDATES), candidate_rows(tenant_id, tasks))

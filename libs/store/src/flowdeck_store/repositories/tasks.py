@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from advanced_alchemy.filters import OrderBy
 from sqlalchemy import String, cast, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from flowdeck_engine import TaskStatus
-from flowdeck_store.inbox import set_status
+from flowdeck_store.inbox import add_candidates, set_status
 from flowdeck_store.models import HumanTaskModel
 from flowdeck_store.repositories.base import TenantRepository
 
@@ -29,6 +29,27 @@ class HumanTaskRepository(TenantRepository[HumanTaskModel]):
     """
 
     model_type = HumanTaskModel
+
+    async def add(self, data: HumanTaskModel, *args: Any, **kwargs: Any) -> HumanTaskModel:
+        """Add a task with its inbox rows (:mod:`flowdeck_store.inbox`), in one transaction."""
+        return (await self.add_many([data], *args, **kwargs))[0]
+
+    async def add_many(self, data: list[HumanTaskModel], *args: Any, **kwargs: Any) -> Sequence[HumanTaskModel]:
+        """Add tasks with their inbox rows (:mod:`flowdeck_store.inbox`), in one transaction."""
+        kwargs.pop("auto_refresh", None)
+        commit = kwargs.pop("auto_commit", None)
+        tasks = await super().add_many(data, *args, auto_commit=False, **kwargs)
+        for tenant_id in {task.tenant_id for task in tasks}:
+            mine = [task for task in tasks if task.tenant_id == tenant_id]
+            routes = [
+                {"id": t.id, "assignee_id": t.assignee_id, "candidate_groups": t.candidate_groups}
+                | {"status": t.status, "due_at": t.due_at}
+                for t in mine
+            ]
+            await add_candidates(self.session, tenant_id, routes)
+        if commit or (commit is None and self.auto_commit):
+            await self.session.commit()
+        return tasks
 
     def _in_group(self, group: str) -> ColumnElement[bool]:
         groups = self.model_type.candidate_groups
