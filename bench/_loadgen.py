@@ -27,9 +27,11 @@ class Connection:
         return cls(reader, writer, f"{host}:{port}")
 
     async def request(self, method: str, path: str, body: Any, headers: dict[str, str]) -> tuple[int, bytes]:
-        """Send one request with a JSON ``body``; its status and body."""
-        payload = json.dumps(body).encode()
-        head = [f"{method} {path} HTTP/1.1", f"host: {self.host}", "content-type: application/json"]
+        """Send one request with a JSON ``body`` (None: no body); its status and body."""
+        payload = b"" if body is None else json.dumps(body).encode()
+        head = [f"{method} {path} HTTP/1.1", f"host: {self.host}"]
+        if body is not None:
+            head.append("content-type: application/json")
         head += [f"{name}: {value}" for name, value in headers.items()]
         head.append(f"content-length: {len(payload)}")
         self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)

@@ -7,7 +7,9 @@ Targets (issue 5): claim+complete p99 < 20 ms, inbox p99 < 10 ms.
 
 Run with ``make bench`` or ``.venv/bin/python bench/api_http.py [--tasks 1000000] [--tenants 100]``.
 The PostgreSQL it starts is durable (fsync and synchronous_commit on); the API runs as the
-application role, under row-level security; there is no Redis (the in-process limiter).
+application role, under row-level security; there is no Redis (the in-process limiter). The load
+comes from the light keep-alive client of ``bench/_loadgen.py``; a latency is from the request's
+first byte written to the answer's last byte read.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _loadgen import Connection  # noqa: E402
+
 EXPENSE = (ROOT / "examples/documents/expense-approval.yaml").read_bytes()
 GROUPS = [f"group-{i:03d}" for i in range(200)]
 MY_GROUPS = GROUPS[:50]
@@ -46,71 +52,77 @@ def line(label: str, samples: list[float]) -> str:
 async def load(
     base: str, tokens: dict[str, str], starts: int, tasks: int, inbox: int, concurrency: int
 ) -> dict[str, Any]:
-    import httpx
+    """The measurements, from ``concurrency`` keep-alive connections of the light client
+    (``bench/_loadgen.py``: httpx would add milliseconds of its own CPU to every latency here)."""
+    host, port = base.removeprefix("http://").split(":")
+    connections = [await Connection.open(host, int(port)) for _ in range(concurrency)]
 
     def auth(who: str) -> dict[str, str]:
         return {"authorization": f"Bearer {tokens[who]}"}
 
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=concurrency)) as client:
+    async def timed(conn: Connection, method: str, url: str, headers: dict[str, str], body: Any = None) -> Any:
+        t = time.perf_counter()
+        status, raw = await conn.request(method, url, body, headers)
+        elapsed = time.perf_counter() - t  # until the whole answer arrived; parsing it is the client's time
+        if status >= 400:
+            raise RuntimeError(f"{method} {url}: {status} {raw[:200]!r}")
+        return elapsed, json.loads(raw)
 
-        async def timed(method: str, url: str, headers: dict[str, str], **kw: Any) -> tuple[float, Any]:
-            t = time.perf_counter()
-            response = await client.request(method, url, headers=headers, **kw)
-            elapsed = time.perf_counter() - t
-            if response.status_code >= 400:
-                raise RuntimeError(f"{method} {url}: {response.status_code} {response.text[:200]}")
-            return elapsed, response.json()
+    async def pool(n: int, job: Any) -> list[Any]:
+        queue = list(range(n))
+        out: list[Any] = []
 
-        async def pool(n: int, job: Any) -> list[Any]:
-            queue = list(range(n))
-            out: list[Any] = []
+        async def worker(conn: Connection) -> None:
+            while queue:
+                i = queue.pop()
+                out.append(await job(conn, i))
 
-            async def worker() -> None:
-                while queue:
-                    i = queue.pop()
-                    out.append(await job(i))
+        await asyncio.gather(*(worker(conn) for conn in connections))
+        return out
 
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            return out
-
+    try:
         small = {"workflow": "expense-approval", "input": {"amount": 5}}
-        await pool(50, lambda i: timed("POST", "/v1/instances", auth("starter"), json=small))  # warm up
+        start = lambda conn, i: timed(conn, "POST", "/v1/instances", auth("starter"), small)  # noqa: E731
+        await pool(50, start)  # warm up
         t0 = time.perf_counter()
-        start_times = [
-            r[0] for r in await pool(starts, lambda i: timed("POST", "/v1/instances", auth("starter"), json=small))
-        ]
+        start_times = [r[0] for r in await pool(starts, start)]
         start_rate = starts / (time.perf_counter() - t0)
 
         big = {"workflow": "expense-approval", "input": {"amount": 900, "manager_id": "bench-manager"}}
-        await pool(tasks, lambda i: timed("POST", "/v1/instances", auth("starter"), json=big))
+        await pool(tasks, lambda conn, i: timed(conn, "POST", "/v1/instances", auth("starter"), big))
         pending: list[dict[str, Any]] = []
         cursor = None
         while True:
-            params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
-            page = (await client.get("/v1/tasks", params=params, headers=auth("manager"))).json()
+            url = "/v1/tasks?limit=200" + (f"&cursor={cursor}" if cursor else "")
+            _, page = await timed(connections[0], "GET", url, auth("manager"))
             pending.extend(page["items"])
             cursor = page["next_cursor"]
             if not cursor:
                 break
 
-        async def claim_complete(i: int) -> tuple[float, float]:
+        async def claim_complete(conn: Connection, i: int) -> tuple[float, float]:
             task = pending[i]
-            claim, _ = await timed("POST", f"/v1/tasks/{task['id']}/claim", auth("manager"))
+            claim, _ = await timed(conn, "POST", f"/v1/tasks/{task['id']}/claim", auth("manager"))
             done, _ = await timed(
-                "POST", f"/v1/tasks/{task['id']}/complete", auth("manager"), json={"data": {"approved": True}}
+                conn, "POST", f"/v1/tasks/{task['id']}/complete", auth("manager"), {"data": {"approved": True}}
             )
             return claim, done
 
         pairs = await pool(len(pending), claim_complete)
-        inbox_times = [r[0] for r in await pool(inbox, lambda i: timed("GET", "/v1/tasks?limit=50", auth("inbox")))]
-        return {
-            "start_rate": start_rate,
-            "starts": start_times,
-            "claims": [c for c, _ in pairs],
-            "completes": [d for _, d in pairs],
-            "pairs": [c + d for c, d in pairs],
-            "inbox": inbox_times,
-        }
+        inbox_times = [
+            r[0] for r in await pool(inbox, lambda conn, i: timed(conn, "GET", "/v1/tasks?limit=50", auth("inbox")))
+        ]
+    finally:
+        for conn in connections:
+            conn.close()
+    return {
+        "start_rate": start_rate,
+        "starts": start_times,
+        "claims": [c for c, _ in pairs],
+        "completes": [d for _, d in pairs],
+        "pairs": [c + d for c, d in pairs],
+        "inbox": inbox_times,
+    }
 
 
 # --- the driver --------------------------------------------------------------------------------------
