@@ -51,6 +51,17 @@ def principal_keys(user: str, groups: Iterable[str]) -> list[str]:
     return [f"u:{user}", ANYONE, *sorted({f"g:{group}" for group in groups})]
 
 
+def routing(task: HumanTaskModel) -> dict[str, Any]:
+    """What :func:`candidate_rows` needs of a task model."""
+    return {
+        "id": task.id,
+        "assignee_id": task.assignee_id,
+        "candidate_groups": task.candidate_groups,
+        "status": task.status,
+        "due_at": task.due_at,
+    }
+
+
 def candidate_rows(tenant_id: UUID, tasks: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The candidate rows of ``tasks`` (task rows: ``id``, ``assignee_id``, ``candidate_groups``,
     ``status``, ``due_at``)."""
@@ -184,5 +195,6 @@ __all__ = [
     "principal_keys",
     "principals",
     "route_tasks",
+    "routing",
     "set_status",
 ]

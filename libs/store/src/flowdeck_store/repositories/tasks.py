@@ -10,7 +10,7 @@ from sqlalchemy import String, cast, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from flowdeck_engine import TaskStatus
-from flowdeck_store.inbox import add_candidates, set_status
+from flowdeck_store.inbox import add_candidates, routing, set_status
 from flowdeck_store.models import HumanTaskModel
 from flowdeck_store.repositories.base import TenantRepository
 
@@ -41,12 +41,7 @@ class HumanTaskRepository(TenantRepository[HumanTaskModel]):
         tasks = await super().add_many(data, *args, auto_commit=False, **kwargs)
         for tenant_id in {task.tenant_id for task in tasks}:
             mine = [task for task in tasks if task.tenant_id == tenant_id]
-            routes = [
-                {"id": t.id, "assignee_id": t.assignee_id, "candidate_groups": t.candidate_groups}
-                | {"status": t.status, "due_at": t.due_at}
-                for t in mine
-            ]
-            await add_candidates(self.session, tenant_id, routes)
+            await add_candidates(self.session, tenant_id, [routing(task) for task in mine])
         if commit or (commit is None and self.auto_commit):
             await self.session.commit()
         return tasks

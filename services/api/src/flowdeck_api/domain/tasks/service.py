@@ -13,7 +13,7 @@ from flowdeck_api.errors import ApiError, not_found
 from flowdeck_api.pagination import decode_time_and_id, encode_cursor
 from flowdeck_runtime.tenancy import in_tenant
 from flowdeck_store import HumanTaskModel, TaskCandidateModel, WorkflowInstanceModel
-from flowdeck_store.inbox import NO_DUE, inbox_page, principal_keys, route_tasks
+from flowdeck_store.inbox import NO_DUE, inbox_page, principal_keys, route_tasks, routing
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -59,16 +59,6 @@ def _completed(row: HumanTaskModel, instance: WorkflowInstance, user: str) -> Ta
             read.status, read.completed_by, read.completed_at = "completed", user, step.completed_at
             return read
     return None
-
-
-def _routing(row: HumanTaskModel) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "assignee_id": row.assignee_id,
-        "candidate_groups": row.candidate_groups,
-        "status": row.status,
-        "due_at": row.due_at,
-    }
 
 
 def form_errors(schema: dict[str, Any] | None, data: dict[str, Any]) -> list[dict[str, str]]:
@@ -269,5 +259,5 @@ class TaskService:
             if groups is not None:
                 row.candidate_groups, row.assignee_group = list(groups), groups[0] if groups else None
             await session.flush()
-            await route_tasks(session, self.tenant, [_routing(row)])
+            await route_tasks(session, self.tenant, [routing(row)])
         return _read(row)
