@@ -50,6 +50,10 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "expression-invalid.yaml": [("expression.invalid", "/steps/0/action/values/n")],
     "external-timeout-conflict.yaml": [("step.timeout_conflict", "/steps/0/timeout")],
     "form-invalid.yaml": [("form.invalid", "/steps/1/form/properties/amount/type")],
+    "form-pattern-unsupported.yaml": [
+        ("form.pattern_unsupported", "/steps/1/form/patternProperties/^(?=x)"),
+        ("form.pattern_unsupported", "/steps/1/form/properties/code/pattern"),
+    ],
     "form-unknown-dialect.yaml": [("form.invalid", "/steps/1/form/$schema")],
     "format-unsupported.yaml": [("format.unsupported", "/format")],
     "gateway-mode-unknown.yaml": [("value.invalid", "/steps/1/mode")],

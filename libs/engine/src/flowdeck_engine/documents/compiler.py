@@ -27,6 +27,7 @@ from flowdeck_engine.documents.model import (
     SetAction,
     TimerStepSpec,
 )
+from flowdeck_engine.documents.patterns import unsupported_patterns
 from flowdeck_engine.documents.pointers import escape
 from flowdeck_engine.documents.steps import (
     EmitEventStep,
@@ -132,7 +133,15 @@ class StepCompiler:
             )
             return None
         if checker.is_valid(form):
-            return form
+            refused = list(unsupported_patterns(form, pointer))
+            for where, pattern in refused:
+                self.add(
+                    "form.pattern_unsupported",
+                    f"pattern {pattern!r} cannot be used: form patterns run on RE2 (linear time), which has "
+                    "no backreferences or lookaround",
+                    where,
+                )
+            return None if refused else form
         error = schema_errors.best_match(checker.iter_errors(form))
         where = pointer + "".join(f"/{escape(part)}" for part in error.absolute_path)
         self.add("form.invalid", f"form is not a valid JSON Schema: {error.message}", where)

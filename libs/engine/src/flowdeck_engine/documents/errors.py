@@ -40,6 +40,7 @@ PROBLEM_CODES: Final[dict[str, str]] = {
     "step.duplicate_name": "two steps have the same name",
     "expression.invalid": "an expression that does not compile under the safe evaluator's rules and caps",
     "form.invalid": "a form that is not a valid JSON Schema",
+    "form.pattern_unsupported": "a form pattern RE2 cannot run (backreferences, lookaround)",
     "human.assignee_conflict": "both an assignee and an assignee expression",
     "human.no_assignee": "a human step with no assignee, assignee expression or candidate group",
     "escalation.invalid": "an escalation after no time",

@@ -11,6 +11,7 @@ from sqlalchemy import exists, func, or_, select, true, tuple_, update
 from flowdeck_api.domain.tasks.schemas import TaskPage, TaskRead
 from flowdeck_api.errors import ApiError, not_found
 from flowdeck_api.pagination import decode_time_and_id, encode_cursor
+from flowdeck_engine.documents.patterns import install as linear_patterns
 from flowdeck_runtime.tenancy import in_tenant
 from flowdeck_store import HumanTaskModel, TaskCandidateModel, WorkflowInstanceModel
 from flowdeck_store.inbox import NO_DUE, inbox_page, principal_keys, route_tasks, routing
@@ -28,6 +29,7 @@ Task = HumanTaskModel
 Candidate = TaskCandidateModel
 _LAST = NO_DUE
 PENDING = "pending"
+linear_patterns()  # a form's patterns match with RE2: linear time whatever a tenant wrote
 
 
 def _read(row: HumanTaskModel) -> TaskRead:
