@@ -20,7 +20,8 @@ async def check_invariants(
     """Assert the invariants for ``tenant``'s instances ``started``."""
     rows = await stack.tenant_sql(tenant, "SELECT id, status FROM workflow_instances")
     statuses = {str(i): status for i, status in rows}
-    assert set(statuses) == started, "instances appeared or vanished"
+    appeared, vanished = set(statuses) - started, started - set(statuses)
+    assert not appeared and not vanished, f"instances appeared {sorted(appeared)[:5]}, vanished {sorted(vanished)[:5]}"
     counts = Counter(statuses.values())
     assert counts["completed"] + counts["failed"] == len(started) if all_done else True, counts
     assert counts["failed"] == expected_failures, counts

@@ -29,7 +29,9 @@ INSTANCES = 300
 
 @pytest.fixture
 def own_postgres() -> Iterator[tuple[PostgresServer, Database]]:
-    server = start_postgres()
+    # Durable (fsync, synchronous commit): the test harness's usual fsync=off cluster forgets
+    # commits it already acknowledged when it crashes, and "nothing lost" presumes durable ones.
+    server = start_postgres(durable=True)
     try:
         database = provision(server.url(), "flowdeck_restart")
         yield server, database
@@ -50,6 +52,7 @@ async def test_postgres_restarted_mid_run_answers_503_never_500_and_loses_nothin
         tenant = await stack.new_tenant()
         admin = stack.token(tenant, "admin", "admin")
         answers: Counter[int] = Counter()
+        history: dict[str, list[tuple[int, str]]] = {}
         started: set[str] = set()
         async with httpx.AsyncClient(timeout=30) as client:
             upload = await client.post(f"{stack.base}/v1/definitions", json=documents.machines(count=3), headers=admin)
@@ -58,12 +61,14 @@ async def test_postgres_restarted_mid_run_answers_503_never_500_and_loses_nothin
 
             async def start() -> None:
                 key = {"idempotency-key": uuid.uuid4().hex}
+                trail = history.setdefault(key["idempotency-key"], [])
                 while True:
                     async with gate:
                         response = await client.post(
                             f"{stack.base}/v1/instances", json={"workflow": "three-machines"}, headers={**admin, **key}
                         )
                     answers[response.status_code] += 1
+                    trail.append((response.status_code, response.json().get("id") or response.json().get("code")))
                     if response.status_code not in {409, 503}:
                         break
                     code = response.json()["code"]
@@ -85,7 +90,11 @@ async def test_postgres_restarted_mid_run_answers_503_never_500_and_loses_nothin
                 return bool(rows[0][0] == 0)
 
             await wait_for(all_completed, 90, interval=0.5, what="every instance to complete")
-        await check_invariants(stack, tenant, started)
+        try:
+            await check_invariants(stack, tenant, started)
+        except AssertionError:
+            print({k: v for k, v in history.items() if len(v) > 1})
+            raise
         print(f"answers while PostgreSQL restarted: {dict(answers)}")
     finally:
         stack.stop()

@@ -22,7 +22,7 @@ from flowdeck_api.domain.instances.schemas import (
 )
 from flowdeck_api.errors import ApiError, not_found
 from flowdeck_api.pagination import decode_time_and_id, encode_cursor
-from flowdeck_engine import WorkflowStatus
+from flowdeck_engine import WorkflowsError, WorkflowStatus
 from flowdeck_runtime.tenancy import in_tenant
 from flowdeck_store import CallbackTokenModel, IdempotencyKeyModel, StepExecutionModel, WorkflowInstanceModel
 
@@ -116,11 +116,15 @@ class InstanceService:
                 return earlier, False
         try:
             read = await self._start(request, idempotency_key)
-        except BaseException:
+        except (ApiError, WorkflowsError):
+            # Refused before anything was written (no such workflow, the cap): the key is free again.
             if idempotency_key is not None:
-                with contextlib.suppress(Exception):  # the database may be what failed: the key then expires
+                with contextlib.suppress(Exception):
                     await self._release_key(idempotency_key)
             raise
+        # Any other failure (the database went away, the client left) may have come after the
+        # instance committed: the key stays claimed, and a retry finds the instance by its key, or
+        # takes the key over once it is abandoned.
         if idempotency_key is not None:
             await self._record_response(idempotency_key, read)
         return read, True
