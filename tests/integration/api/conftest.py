@@ -96,3 +96,11 @@ async def served(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     finally:
         for hook in app.on_shutdown:
             await hook(app)
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """A fresh copy of the migrated SQLite database (the embedded mode's)."""
+    path = tmp_path / "embedded.db"
+    path.write_bytes(sqlite_template.read_bytes())
+    return f"sqlite+aiosqlite:///{path}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -198,13 +197,6 @@ async def _execute_as_tenant(api: Api, tenant: uuid.UUID, instance_id: uuid.UUID
     async with api.app.state.tenants.transaction(tenant) as session:  # type: ignore[union-attr]
         for statement in statements:
             await session.execute(text(statement), {"t": tenant, "i": instance_id})
-
-
-@pytest.fixture
-def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
-    path = tmp_path / "embedded.db"
-    path.write_bytes(sqlite_template.read_bytes())
-    return f"sqlite+aiosqlite:///{path}"
 
 
 async def test_the_inbox_works_on_the_embedded_sqlite_database(api: Api, sqlite_url: str) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import time
 import uuid
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -258,13 +257,6 @@ async def test_jobs_are_in_the_openapi_document(api: Api) -> None:
     for path in ("/v1/jobs/fetch", "/v1/jobs/{job_id}/complete", "/v1/jobs/{job_id}/fail"):
         operation = schema["paths"][path]["post"]
         assert operation["security"] == [{"bearer": []}] and "403" in operation["responses"], path
-
-
-@pytest.fixture
-def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
-    path = tmp_path / "embedded.db"
-    path.write_bytes(sqlite_template.read_bytes())
-    return f"sqlite+aiosqlite:///{path}"
 
 
 async def test_jobs_work_on_the_embedded_sqlite_database(api: Api, sqlite_url: str) -> None:
