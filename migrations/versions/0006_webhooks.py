@@ -43,46 +43,7 @@ POLICIES = (
 )
 """(table, policy, command): what the owner may do across tenants, for flowdeck_claim_due."""
 
-CLAIM = """
-CREATE OR REPLACE FUNCTION flowdeck_claim_due(p_limit integer, p_claim_seconds integer, p_quiet_seconds integer)
-RETURNS TABLE (kind text, tenant_id uuid, id uuid)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
-AS $$
-BEGIN
-    RETURN QUERY
-    WITH due AS (
-        SELECT t.id FROM workflow_timers AS t
-        WHERE t.fire_at <= now()
-        ORDER BY t.fire_at
-        LIMIT p_limit
-        FOR UPDATE SKIP LOCKED
-    ), claimed AS (
-        UPDATE workflow_timers AS t
-        SET fire_at = now() + make_interval(secs => p_claim_seconds), updated_at = now()
-        FROM due WHERE t.id = due.id
-        RETURNING t.tenant_id, t.id
-    )
-    SELECT 'timer'::text, c.tenant_id, c.id FROM claimed AS c;
-
-    RETURN QUERY
-    WITH stuck AS (
-        SELECT w.id FROM workflow_pending_work AS w
-        WHERE (w.not_before IS NULL OR w.not_before <= now())
-          AND ((w.lease_owner IS NULL AND w.updated_at <= now() - make_interval(secs => p_quiet_seconds))
-               OR w.lease_expires_at <= now())
-        ORDER BY w.updated_at
-        LIMIT p_limit
-        FOR UPDATE SKIP LOCKED
-    ), claimed AS (
-        UPDATE workflow_pending_work AS w
-        SET lease_owner = NULL, lease_expires_at = NULL,
-            fence = CASE WHEN w.lease_owner IS NULL THEN w.fence ELSE w.fence + 1 END,
-            updated_at = now()
-        FROM stuck WHERE w.id = stuck.id
-        RETURNING w.tenant_id, w.instance_id
-    )
-    SELECT DISTINCT 'work'::text, c.tenant_id, c.instance_id FROM claimed AS c;
-
+OUTBOX_CLAIMS = """
     UPDATE workflow_outbox AS o SET published_at = now()
     WHERE o.id IN (
         SELECT u.id FROM workflow_outbox AS u
@@ -113,9 +74,8 @@ BEGIN
         RETURNING d.tenant_id, d.id
     )
     SELECT 'delivery'::text, c.tenant_id, c.id FROM claimed AS c;
-END
-$$
 """
+"""What this migration adds to migration 0004's ``flowdeck_claim_due``, before its ``END``."""
 
 
 def _app_role() -> str:
@@ -135,6 +95,13 @@ def _previous_claim() -> str:
     spec.loader.exec_module(module)
     claim: str = module.CLAIM
     return claim.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+
+
+def _claim() -> str:
+    """``flowdeck_claim_due`` with the outbox's claims: migration 0004's body, then ours."""
+    previous = _previous_claim()
+    end = previous.rindex("END\n$$")
+    return previous[:end] + OUTBOX_CLAIMS + previous[end:]
 
 
 def upgrade() -> None:
@@ -219,7 +186,7 @@ def upgrade() -> None:
     for table, name, command in POLICIES:
         check = " WITH CHECK (true)" if command == "UPDATE" else ""
         op.execute(f"CREATE POLICY {name} ON {table} FOR {command} TO CURRENT_USER USING (true){check}")
-    op.execute(CLAIM)
+    op.execute(_claim())
 
 
 def downgrade() -> None:

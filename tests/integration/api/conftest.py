@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -34,7 +34,7 @@ class Api:
 
     async def tenant(self, slug: str = "acme", status: str = "active") -> uuid.UUID:
         tenant = uuid.uuid4()
-        db = create_engine(self.database.app_url, poolclass=NullPool)
+        db = create_engine(self.settings.database.url, poolclass=NullPool)  # the app's own database
         try:
             async with session_factory(db)() as session:
                 bind_tenant(session, tenant)
@@ -104,3 +104,13 @@ def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
     path = tmp_path / "embedded.db"
     path.write_bytes(sqlite_template.read_bytes())
     return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
+async def embedded(api: Api, sqlite_url: str) -> AsyncIterator[Api]:
+    """The app on the embedded mode's SQLite database (no row-level security there)."""
+    database = DatabaseSettings(url=sqlite_url, admin_url=sqlite_url)
+    settings = replace(api.settings, mode="embedded", database=database)
+    app = create_app(settings)
+    async with served(app) as client:
+        yield Api(client, settings, api.database, app=app)

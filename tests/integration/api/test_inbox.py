@@ -4,18 +4,14 @@ groups), stable keyset pages, the inbox index kept in step by every writer, and 
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
-from flowdeck_api.app import create_app
-from flowdeck_runtime.settings import DatabaseSettings
-from flowdeck_store import TenantModel, bind_tenant, create_engine, session_factory
 from flowdeck_store.inbox import ANYONE, INBOX_SQL, NO_DUE, inbox_page, principal_keys, principals
-from tests.integration.api.conftest import Api, served
+from tests.integration.api.conftest import Api
 from tests.integration.conftest import _execute
 
 # Four human steps at once: one assigned, three routed to groups (one of them to two groups).
@@ -199,37 +195,25 @@ async def _execute_as_tenant(api: Api, tenant: uuid.UUID, instance_id: uuid.UUID
             await session.execute(text(statement), {"t": tenant, "i": instance_id})
 
 
-async def test_the_inbox_works_on_the_embedded_sqlite_database(api: Api, sqlite_url: str) -> None:
-    url = sqlite_url
-    settings = replace(api.settings, mode="embedded", database=DatabaseSettings(url=url, admin_url=url))
-    app = create_app(settings)
-    async with served(app) as client:
-        embedded = Api(client, settings, api.database, app=app)
-        tenant = uuid.uuid4()
-        db = create_engine(url)
-        try:
-            async with session_factory(db)() as session:
-                bind_tenant(session, tenant)
-                async with session.begin():
-                    session.add(TenantModel(id=tenant, slug="solo", name="solo", status="active"))
-        finally:
-            await db.dispose()
-        await _setup(embedded, tenant, starts=3)
-        both = embedded.token(tenant, "rita", "member", groups=("red", "blue"))
-        everything = await _inbox(embedded, both)
-        assert _steps(everything) == ["red"] * 3 + ["both"] * 3
-        assert await _inbox(embedded, both, limit=2) == everything
-        assert _steps(await _inbox(embedded, embedded.token(tenant, "ann", "member"))) == ["mine"] * 3
-        red = everything[0]
-        done = await client.post(f"/v1/tasks/{red['id']}/complete", json={"data": {}}, headers=both)
-        assert done.status_code == 200, done.text
-        assert len(await _inbox(embedded, both)) == 5
-        assert _steps(await _inbox(embedded, both, status="completed")) == ["red"]
-        moved = await client.post(
-            f"/v1/tasks/{everything[1]['id']}/reassign",
-            json={"assignee": "ann"},
-            headers=embedded.token(tenant, "root", "admin"),
-        )
-        assert moved.status_code == 200, moved.text
-        assert len(await _inbox(embedded, both)) == 4
-        assert len(await _inbox(embedded, embedded.token(tenant, "ann", "member"))) == 4
+async def test_the_inbox_works_on_the_embedded_sqlite_database(embedded: Api) -> None:
+    client = embedded.client
+    tenant = await embedded.tenant("solo")
+    await _setup(embedded, tenant, starts=3)
+    both = embedded.token(tenant, "rita", "member", groups=("red", "blue"))
+    everything = await _inbox(embedded, both)
+    assert _steps(everything) == ["red"] * 3 + ["both"] * 3
+    assert await _inbox(embedded, both, limit=2) == everything
+    assert _steps(await _inbox(embedded, embedded.token(tenant, "ann", "member"))) == ["mine"] * 3
+    red = everything[0]
+    done = await client.post(f"/v1/tasks/{red['id']}/complete", json={"data": {}}, headers=both)
+    assert done.status_code == 200, done.text
+    assert len(await _inbox(embedded, both)) == 5
+    assert _steps(await _inbox(embedded, both, status="completed")) == ["red"]
+    moved = await client.post(
+        f"/v1/tasks/{everything[1]['id']}/reassign",
+        json={"assignee": "ann"},
+        headers=embedded.token(tenant, "root", "admin"),
+    )
+    assert moved.status_code == 200, moved.text
+    assert len(await _inbox(embedded, both)) == 4
+    assert len(await _inbox(embedded, embedded.token(tenant, "ann", "member"))) == 4

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -13,10 +12,7 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from flowdeck_api.app import create_app
-from flowdeck_runtime.settings import DatabaseSettings
-from flowdeck_store import TenantModel, bind_tenant, create_engine, session_factory
-from tests.integration.api.conftest import YAML, Api, served
+from tests.integration.api.conftest import YAML, Api
 from tests.integration.api.test_callbacks import REVIEW
 
 RENDER = {
@@ -259,26 +255,15 @@ async def test_jobs_are_in_the_openapi_document(api: Api) -> None:
         assert operation["security"] == [{"bearer": []}] and "403" in operation["responses"], path
 
 
-async def test_jobs_work_on_the_embedded_sqlite_database(api: Api, sqlite_url: str) -> None:
-    settings = replace(api.settings, mode="embedded", database=DatabaseSettings(url=sqlite_url, admin_url=sqlite_url))
-    app = create_app(settings)
-    async with served(app) as client:
-        embedded = Api(client, settings, api.database, app=app)
-        tenant = uuid.uuid4()
-        db = create_engine(settings.database.url)
-        try:
-            async with session_factory(db)() as session:
-                bind_tenant(session, tenant)
-                async with session.begin():
-                    session.add(TenantModel(id=tenant, slug="solo", name="solo", status="active"))
-        finally:
-            await db.dispose()
-        w = World(embedded, tenant)
-        assert (await client.post("/v1/definitions", json=RENDER, headers=w.admin)).status_code == 201
-        instance_id = await w.start()
-        first, second = await asyncio.gather(w.fetch(), w.fetch(w.other_worker))
-        (job,) = first + second
-        holder = w.worker if first else w.other_worker
-        done = await client.post(f"/v1/jobs/{job['id']}/complete", json={"output": {"url": "u"}}, headers=holder)
-        assert done.status_code == 200, done.text
-        assert (await w.instance(instance_id))["context"]["pdf"] == {"url": "u"}
+async def test_jobs_work_on_the_embedded_sqlite_database(embedded: Api) -> None:
+    client = embedded.client
+    tenant = await embedded.tenant("solo")
+    w = World(embedded, tenant)
+    assert (await client.post("/v1/definitions", json=RENDER, headers=w.admin)).status_code == 201
+    instance_id = await w.start()
+    first, second = await asyncio.gather(w.fetch(), w.fetch(w.other_worker))
+    (job,) = first + second
+    holder = w.worker if first else w.other_worker
+    done = await client.post(f"/v1/jobs/{job['id']}/complete", json={"output": {"url": "u"}}, headers=holder)
+    assert done.status_code == 200, done.text
+    assert (await w.instance(instance_id))["context"]["pdf"] == {"url": "u"}

@@ -29,7 +29,7 @@ from flowdeck_store import CallbackTokenModel, WorkflowInstanceModel
 if TYPE_CHECKING:
     from uuid import UUID
 
-    from sqlalchemy.sql import ColumnElement
+    from sqlalchemy.sql import ColumnElement, Select
 
     from flowdeck_api.auth import Principal
     from flowdeck_runtime.tenants import Tenants
@@ -83,15 +83,8 @@ class JobService:
         if not keys:
             return []
         candidates = (
-            select(Job.id)
-            .join(Instance, Instance.id == Job.instance_id)
-            .where(
-                in_tenant(Job, self.tenant),
-                in_tenant(Instance, self.tenant),
-                _lease_free(now),
-                _not_expired(now),
-                tuple_(Instance.workflow_name, Instance.workflow_version, Job.step_name).in_(keys),
-            )
+            self._free(now, Job.id)
+            .where(tuple_(Instance.workflow_name, Instance.workflow_version, Job.step_name).in_(keys))
             .order_by(Job.created_at, Job.id)
             .limit(request.max_jobs)
             .with_for_update(skip_locked=True, of=Job)
@@ -134,20 +127,20 @@ class JobService:
             for row in claimed
         ]
 
+    def _free(self, now: datetime, *columns: Any) -> Select[Any]:
+        """``columns`` of the tenant's waiting job rows that no live lease holds and that have not expired."""
+        return (
+            select(*columns)
+            .join(Instance, Instance.id == Job.instance_id)
+            .where(in_tenant(Job, self.tenant), in_tenant(Instance, self.tenant), _lease_free(now), _not_expired(now))
+        )
+
     async def _matching_steps(self, job_type: str, now: datetime) -> list[StepKey]:
         """The (workflow, version, step) of free waiting rows whose step is a job of ``job_type``."""
         async with self.tenants.transaction(self.tenant) as session:
             keys = (
                 await session.execute(
-                    select(Instance.workflow_name, Instance.workflow_version, Job.step_name)
-                    .join(Instance, Instance.id == Job.instance_id)
-                    .where(
-                        in_tenant(Job, self.tenant),
-                        in_tenant(Instance, self.tenant),
-                        _lease_free(now),
-                        _not_expired(now),
-                    )
-                    .distinct()
+                    self._free(now, Instance.workflow_name, Instance.workflow_version, Job.step_name).distinct()
                 )
             ).all()
         found: list[StepKey] = []
