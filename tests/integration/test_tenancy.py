@@ -143,6 +143,10 @@ async def test_the_binding_ends_with_the_transaction(truncated: object) -> None:
             async with session.begin():
                 setting = await session.execute(text("SELECT current_setting('app.tenant_id', true)"))
                 assert setting.scalar() == str(tenant)
+        async with sessions() as session:  # a transaction that ran no statement: its BEGIN never went
+            bind_tenant(session, tenant)
+            async with session.begin():
+                pass
         async with pooled.connect() as conn:  # the same connection, back from the pool
             pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar()
             assert (await conn.execute(text("SELECT current_setting('app.tenant_id', true)"))).scalar() == ""

@@ -8,7 +8,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from flowdeck_store.tenancy import TenantSession
+from flowdeck_store.tenancy import TenantConnection, TenantSession, drop_pending_tenant
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -37,14 +37,18 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     PostgreSQL (asyncpg): a pooled connection that the server closed is discarded at checkout
     (a restarted PostgreSQL costs no failed request once its connections' ends are seen closed;
     pass ``pool_pre_ping=True`` to also catch silently dead ones, at three round trips per
-    checkout). SQLite: foreign keys, WAL and a busy timeout.
+    checkout). Its connections send a transaction's tenant with its ``BEGIN``
+    (:class:`~flowdeck_store.tenancy.TenantConnection`). SQLite: foreign keys, WAL and a busy timeout.
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
+    if url.startswith("postgresql+asyncpg"):
+        kwargs["connect_args"] = {"connection_class": TenantConnection, **kwargs.get("connect_args", {})}
     engine = create_async_engine(url, **kwargs)
     event.listen(engine.sync_engine, "checkout", _drop_closed)
+    event.listen(engine.sync_engine, "checkin", drop_pending_tenant)
     return engine
 
 

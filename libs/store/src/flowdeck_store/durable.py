@@ -4,7 +4,8 @@
 in the same transaction: first checks the leases that workers registered for the instances being
 written (a change whose lease no longer holds is dropped, and its caller gets
 :class:`~flowdeck_store.exceptions.StaleLeaseError`: a paused or late worker commits nothing),
-then writes task escalation timers and reassignments (:mod:`flowdeck_store.escalations`).
+writes task deadline timers along with the changes and then reassignments
+(:mod:`flowdeck_store.escalations`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flowdeck_engine import ConcurrencyError
-from flowdeck_store.escalations import write_escalations
+from flowdeck_store.escalations import escalation_rows, write_reassignments
 from flowdeck_store.exceptions import StaleLeaseError
 from flowdeck_store.leases import stale_leases
 from flowdeck_store.store import SqlInstanceStore
@@ -61,8 +62,15 @@ class DurableInstanceStore(SqlInstanceStore):
         async with self.transaction(tenant) as session:
             stale = await stale_leases(session, tenant, held) if held else set()
             live = [c for c in changes if c.instance.id not in stale]
-            failed = await write_changes(session, tenant, live, now) if live else set()
-            await write_escalations(session, tenant, [c for c in live if c.instance.id not in failed], now)
+            deadlines = escalation_rows(live, now)  # written with the changes, fenced as they are
+            failed = (
+                await write_changes(session, tenant, live, now, timers=(deadlines.new, deadlines.timers_gone()))
+                if live
+                else set()
+            )
+            reassign = [r for r in deadlines.reassign if r[0] not in failed]
+            if reassign:
+                await write_reassignments(session, tenant, reassign, now)
         out: list[BaseException | None] = []
         for change in changes:
             iid = change.instance.id

@@ -2,11 +2,12 @@
 
 The kernel opens a task with a reminder time (``reminder`` after it opened) and an escalation time
 (``Escalation.after``); when the escalation fires it either reassigns the task (its activity's
-attempt goes from 1 to 2) or closes it along the step's timeout edges. This module writes what the
-generic change writer does not: ``workflow_timers`` rows of kind ``reminder`` and ``escalation``
-while such a task is open (the scheduler sends the reminder as a ``HumanTaskReminder`` event, and
-fires the escalation through ``expire_wait``), and the new candidate groups of a reassigned task.
-All are read off the states before and after a change, in the change's own transaction.
+attempt goes from 1 to 2) or closes it along the step's timeout edges. This module works out what
+the generic change writer does not: ``workflow_timers`` rows of kind ``reminder`` and
+``escalation`` while such a task is open (the scheduler sends the reminder as a
+``HumanTaskReminder`` event, and fires the escalation through ``expire_wait``), which the writer
+adds to its one statement, and the new candidate groups of a reassigned task. All are read off the
+states before and after a change and written in the change's own transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from sqlalchemy import Table, and_, delete, insert, or_, select, update
+from sqlalchemy import Table, insert, select, update
 
 from flowdeck_store.inbox import route_tasks
 from flowdeck_store.models import HumanTaskModel, OutboxEventModel, TimerModel
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 ESCALATION: Final = "escalation"
 REMINDER: Final = "reminder"
 TASK: Final = "task"
+_KINDS: Final = (ESCALATION, REMINDER)
 _TIMERS = cast("Table", TimerModel.__table__)
 _TASKS = cast("Table", HumanTaskModel.__table__)
 _OUTBOX = cast("Table", OutboxEventModel.__table__)
@@ -49,6 +51,10 @@ class EscalationRows:
 
     def __bool__(self) -> bool:
         return bool(self.new or self.gone or self.reassign)
+
+    def timers_gone(self) -> list[dict[str, Any]]:
+        """The keys of the timer rows to delete (the change writer's ``workflow_timers`` keys)."""
+        return [{"instance_id": iid, "step_name": step, "kind": kind} for iid, step in self.gone for kind in _KINDS]
 
 
 def _open(act: Activity | None) -> bool:
@@ -97,24 +103,13 @@ def escalation_rows(changes: Sequence[Change], now: datetime) -> EscalationRows:
     return rows
 
 
-async def write_escalations(session: AsyncSession, tenant_id: UUID, changes: Sequence[Change], now: datetime) -> None:
-    """Write the escalation timers and reassignments of ``changes`` in ``session``'s transaction."""
-    rows = escalation_rows(changes, now)
-    if not rows:
-        return
-    c = _TIMERS.c
-    if rows.gone:
-        await session.execute(
-            delete(_TIMERS).where(
-                c.tenant_id == tenant_id,
-                c.kind.in_((ESCALATION, REMINDER)),
-                or_(*(and_(c.instance_id == iid, c.step_name == step) for iid, step in rows.gone)),
-            )
-        )
-    if rows.new:
-        await session.execute(insert(_TIMERS), rows.new)
+async def write_reassignments(
+    session: AsyncSession, tenant_id: UUID, reassign: Sequence[tuple[UUID, str, tuple[str, ...]]], now: datetime
+) -> None:
+    """Give the escalated tasks of ``reassign`` (:attr:`EscalationRows.reassign` of written changes)
+    to their new candidate groups, in ``session``'s transaction."""
     t = _TASKS.c
-    for iid, step, groups in rows.reassign:
+    for iid, step, groups in reassign:
         moved = await session.execute(
             update(_TASKS)
             .where(t.tenant_id == tenant_id, t.instance_id == iid, t.step_name == step, t.status == "pending")
@@ -177,4 +172,4 @@ async def send_reminder(session: AsyncSession, tenant_id: UUID, instance_id: UUI
     return True
 
 
-__all__ = ["ESCALATION", "REMINDER", "EscalationRows", "escalation_rows", "send_reminder", "write_escalations"]
+__all__ = ["ESCALATION", "REMINDER", "EscalationRows", "escalation_rows", "send_reminder", "write_reassignments"]

@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, cast
 from uuid import UUID
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, tuple_, update
 
-from flowdeck_store.models import HumanTaskModel, TaskCandidateModel
+from flowdeck_store.models import HumanTaskModel, TaskCandidateModel, WorkflowInstanceModel
+from flowdeck_store.tenancy import asyncpg_connection
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -29,6 +30,8 @@ ANYONE: Final = "*"
 NO_DUE: Final = datetime(9999, 1, 1, tzinfo=UTC)
 """The sort key of a task without a due time: after every real one."""
 _CANDIDATES = cast("Table", TaskCandidateModel.__table__)
+_TASKS = cast("Table", HumanTaskModel.__table__)
+_INSTANCES = cast("Table", WorkflowInstanceModel.__table__)
 
 PRINCIPALS_SQL: Final = (
     "SELECT 'u:' || {t}.assignee_id WHERE {t}.assignee_id IS NOT NULL "
@@ -133,13 +136,12 @@ async def inbox_page(
     """Up to ``limit`` tasks of ``status`` routed to any of ``keys`` (:func:`principal_keys`), by
     ``(due time or NO_DUE, id)`` after ``after``; rows named as :data:`INBOX_COLUMNS`."""
     bound = _END if due_before is None else min(due_before, NO_DUE)
-    connection = await session.connection()
-    if connection.dialect.name == "postgresql" and connection.dialect.driver == "asyncpg":
-        raw: Any = (await connection.get_raw_connection()).driver_connection
+    raw = await asyncpg_connection(session)
+    if raw is not None:
         start = after or _START
         rows = await raw.fetch(INBOX_SQL, tenant_id, list(keys), status, *start, bound, workflow, limit)
         return [dict(row) for row in rows]
-    t = cast("Table", HumanTaskModel.__table__).c
+    t = _TASKS.c
     c = _CANDIDATES.c
     ids = select(c.task_id).where(
         c.tenant_id == tenant_id, c.principal.in_(keys), c.status == status, c.due_key < bound
@@ -154,6 +156,75 @@ async def inbox_page(
         query = query.where(t.workflow_name == workflow)
     result = await session.execute(query.order_by(due, t.id).limit(limit))
     return [dict(row) for row in result.mappings()]
+
+
+_TASK_COLUMNS: Final = ", ".join(f"t.{column} AS {name}" for name, column in INBOX_COLUMNS)
+_ROUTED_SQL: Final = (
+    "EXISTS (SELECT FROM workflow_task_candidates AS c "
+    "WHERE c.tenant_id = $1 AND c.task_id = t.id AND c.principal = ANY($3::text[]))"
+)
+_TASK_SQL: Final = (
+    f"SELECT {_TASK_COLUMNS}, i.workflow_version, {_ROUTED_SQL} AS routed "  # noqa: S608 (built from constants)
+    "FROM workflow_human_tasks AS t JOIN workflow_instances AS i ON i.tenant_id = $1 AND i.id = t.instance_id "
+    "WHERE t.tenant_id = $1 AND t.id = $2"
+)
+_CLAIM_SQL: Final = (
+    "UPDATE workflow_human_tasks AS t SET claimed_by = $4, claimed_at = $5, updated_at = $5 "  # noqa: S608 (built from constants)
+    "WHERE t.tenant_id = $1 AND t.id = $2 AND t.status = 'pending' AND (t.claimed_by IS NULL OR t.claimed_by = $4) "
+    f"AND {_ROUTED_SQL} RETURNING {_TASK_COLUMNS}"
+)
+
+
+def _task_columns(t: Any) -> list[Any]:
+    return [t[column].label(name) for name, column in INBOX_COLUMNS]
+
+
+def _routed(t: Any, tenant_id: UUID, keys: Sequence[str]) -> Any:
+    c = _CANDIDATES.c
+    return exists().where(c.tenant_id == tenant_id, c.task_id == t.id, c.principal.in_(keys))
+
+
+async def task_for(session: AsyncSession, tenant_id: UUID, task_id: UUID, keys: Sequence[str]) -> dict[str, Any] | None:
+    """The task ``task_id`` as an inbox row (:data:`INBOX_COLUMNS`) with its instance's
+    ``workflow_version`` and whether it is ``routed`` to one of ``keys``; None when there is none."""
+    raw = await asyncpg_connection(session)
+    if raw is not None:
+        row = await raw.fetchrow(_TASK_SQL, tenant_id, task_id, list(keys))
+        return None if row is None else dict(row)
+    t, i = _TASKS.c, _INSTANCES.c
+    query = (
+        select(*_task_columns(t), i.workflow_version, _routed(t, tenant_id, keys).label("routed"))
+        .join_from(_TASKS, _INSTANCES, and_(i.tenant_id == tenant_id, i.id == t.instance_id))
+        .where(t.tenant_id == tenant_id, t.id == task_id)
+    )
+    found = (await session.execute(query)).mappings().one_or_none()
+    return None if found is None else dict(found)
+
+
+async def claim_task(
+    session: AsyncSession, tenant_id: UUID, task_id: UUID, keys: Sequence[str], user: str, now: datetime
+) -> dict[str, Any] | None:
+    """Claim the open task ``task_id`` for ``user`` if it is routed to one of ``keys`` and not
+    claimed by someone else: the claimed task as an inbox row, or None when nothing was claimed."""
+    raw = await asyncpg_connection(session)
+    if raw is not None:
+        row = await raw.fetchrow(_CLAIM_SQL, tenant_id, task_id, list(keys), user, now)
+        return None if row is None else dict(row)
+    t = _TASKS.c
+    claimed = await session.execute(
+        update(_TASKS)
+        .where(
+            t.tenant_id == tenant_id,
+            t.id == task_id,
+            t.status == "pending",
+            or_(t.claimed_by.is_(None), t.claimed_by == user),
+            _routed(t, tenant_id, keys),
+        )
+        .values(claimed_by=user, claimed_at=now, updated_at=now)
+        .returning(*_task_columns(t))
+    )
+    found = claimed.mappings().one_or_none()
+    return None if found is None else dict(found)
 
 
 async def add_candidates(
@@ -191,10 +262,12 @@ __all__ = [
     "NO_DUE",
     "add_candidates",
     "candidate_rows",
+    "claim_task",
     "inbox_page",
     "principal_keys",
     "principals",
     "route_tasks",
     "routing",
     "set_status",
+    "task_for",
 ]

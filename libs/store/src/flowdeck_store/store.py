@@ -42,7 +42,14 @@ from flowdeck_store.changes import Change, definition_row_id
 from flowdeck_store.definitions import definition_document
 from flowdeck_store.exceptions import TenantMismatchError, TenantNotBoundError, UnknownTenantError
 from flowdeck_store.models import HumanTaskModel, StepExecutionModel, WorkflowDefinitionModel, WorkflowInstanceModel
-from flowdeck_store.tenancy import TENANT_KEY, as_tenant_id, current_tenant, guard_sessions, is_guarded
+from flowdeck_store.tenancy import (
+    TENANT_KEY,
+    as_tenant_id,
+    asyncpg_connection,
+    current_tenant,
+    guard_sessions,
+    is_guarded,
+)
 from flowdeck_store.writer import write_changes
 
 if TYPE_CHECKING:
@@ -266,9 +273,8 @@ class SqlInstanceStore:
         """Several instances of one tenant with their step history, read in one transaction (on
         PostgreSQL with asyncpg in one round trip)."""
         async with self.transaction(tenant) as session:
-            connection = await session.connection()
-            if connection.dialect.name == "postgresql" and connection.dialect.driver == "asyncpg":
-                raw: Any = (await connection.get_raw_connection()).driver_connection
+            raw = await asyncpg_connection(session)
+            if raw is not None:
                 rows: dict[UUID, Any] = {row["id"]: row for row in await raw.fetch(_LOAD, tenant, list(ids))}
                 steps: Mapping[UUID, Sequence[Any]] = {key: row["steps"] or () for key, row in rows.items()}
             else:

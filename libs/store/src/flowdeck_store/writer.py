@@ -28,6 +28,7 @@ from flowdeck_store.models import (
     TimerModel,
     WorkflowInstanceModel,
 )
+from flowdeck_store.tenancy import asyncpg_connection
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -174,13 +175,25 @@ class _Batch:
             self.closes += c.task_closes
 
 
-async def write_changes(session: AsyncSession, tenant_id: UUID, changes: Sequence[Change], now: datetime) -> set[UUID]:
-    """Write ``changes`` in ``session``'s transaction; the ids whose fence failed (nothing written for them)."""
+async def write_changes(
+    session: AsyncSession,
+    tenant_id: UUID,
+    changes: Sequence[Change],
+    now: datetime,
+    *,
+    timers: tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]]] = ((), ()),
+) -> set[UUID]:
+    """Write ``changes`` in ``session``'s transaction; the ids whose fence failed (nothing written for them).
+
+    ``timers``: more ``workflow_timers`` rows to insert and keys to delete (a task's deadlines,
+    :mod:`flowdeck_store.escalations`), written only for the changes whose fence holds.
+    """
     batch = _Batch(changes, now)
-    connection = await session.connection()
-    if connection.dialect.name == "postgresql" and connection.dialect.driver == "asyncpg":
-        raw = await connection.get_raw_connection()
-        return await _write_postgresql(raw.driver_connection, tenant_id, batch)
+    batch.inserts["workflow_timers"] += timers[0]
+    batch.deletes["workflow_timers"] += timers[1]
+    raw = await asyncpg_connection(session)
+    if raw is not None:
+        return await _write_postgresql(raw, tenant_id, batch)
     return await _write_portable(session, tenant_id, batch)
 
 

@@ -6,15 +6,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator
-from sqlalchemy import exists, func, or_, select, true, tuple_, update
+from sqlalchemy import exists, func, or_, select, true, tuple_
 
 from flowdeck_api.domain.tasks.schemas import TaskPage, TaskRead
 from flowdeck_api.errors import ApiError, not_found
 from flowdeck_api.pagination import decode_time_and_id, encode_cursor
 from flowdeck_engine.documents.patterns import install as linear_patterns
 from flowdeck_runtime.tenancy import in_tenant
-from flowdeck_store import HumanTaskModel, TaskCandidateModel, WorkflowInstanceModel
-from flowdeck_store.inbox import NO_DUE, inbox_page, principal_keys, route_tasks, routing
+from flowdeck_store import HumanTaskModel, TaskCandidateModel
+from flowdeck_store.inbox import NO_DUE, claim_task, inbox_page, principal_keys, route_tasks, routing, task_for
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -53,13 +53,12 @@ def _read(row: HumanTaskModel) -> TaskRead:
     )
 
 
-def _completed(row: HumanTaskModel, instance: WorkflowInstance, user: str) -> TaskRead | None:
-    """``row`` as the completion by ``user`` just written left it (None if the history lacks it)."""
+def _completed(task: TaskRead, instance: WorkflowInstance, user: str) -> TaskRead | None:
+    """``task`` as the completion by ``user`` just written left it (None if the history lacks it)."""
     for step in reversed(instance.step_history):
-        if step.step_name == row.step_name and step.completed_by == user and step.completed_at is not None:
-            read = _read(row)
-            read.status, read.completed_by, read.completed_at = "completed", user, step.completed_at
-            return read
+        if step.step_name == task.step_name and step.completed_by == user and step.completed_at is not None:
+            task.status, task.completed_by, task.completed_at = "completed", user, step.completed_at
+            return task
     return None
 
 
@@ -85,13 +84,15 @@ class TaskService:
         self.principal = principal
         self.tenant = principal.tenant_id
 
+    def _keys(self) -> list[str]:
+        """My principals in the inbox index (:mod:`flowdeck_store.inbox`)."""
+        return principal_keys(self.principal.user_id, self.principal.groups)
+
     def _routed_to_me(self) -> Any:
         """Tasks assigned to me, or unassigned and open to one of my groups (or to anyone): those
         with an inbox row (:mod:`flowdeck_store.inbox`) for one of my principals."""
         return exists().where(
-            Candidate.tenant_id == self.tenant,
-            Candidate.task_id == Task.id,
-            Candidate.principal.in_(principal_keys(self.principal.user_id, self.principal.groups)),
+            Candidate.tenant_id == self.tenant, Candidate.task_id == Task.id, Candidate.principal.in_(self._keys())
         )
 
     def _visible(self) -> Any:
@@ -119,11 +120,10 @@ class TaskService:
                 query = self._scan(workflow, status, due_before, after, limit)
                 items = [_read(row) for row in (await session.execute(query)).scalars()]
             else:
-                keys = principal_keys(self.principal.user_id, self.principal.groups)
                 rows = await inbox_page(
                     session,
                     self.tenant,
-                    keys,
+                    self._keys(),
                     status=status,
                     workflow=workflow,
                     due_before=due_before,
@@ -170,23 +170,11 @@ class TaskService:
         """
         me = self.principal.user_id
         async with self.tenants.transaction(self.tenant) as session:
-            result = await session.execute(
-                update(Task)
-                .where(
-                    in_tenant(Task, self.tenant),
-                    Task.id == task_id,
-                    Task.status == PENDING,
-                    or_(Task.claimed_by.is_(None), Task.claimed_by == me),
-                    self._routed_to_me(),
-                )
-                .values(claimed_by=me, claimed_at=datetime.now(UTC))
-                .returning(Task)
-            )
-            claimed = result.scalar_one_or_none()
+            claimed = await claim_task(session, self.tenant, task_id, self._keys(), me, datetime.now(UTC))
             if claimed is None:
                 row = await self._row(session, task_id)
         if claimed is not None:
-            return _read(claimed)
+            return TaskRead(**claimed)
         if row.status != PENDING:
             raise ApiError(409, "task_not_open", "the task is not open")
         raise ApiError(409, "task_claimed", "someone else has claimed this task, or it is not routed to you")
@@ -210,40 +198,33 @@ class TaskService:
         what that wrote."""
         me = self.principal.user_id
         async with self.tenants.transaction(self.tenant) as session:
-            found = (
-                await session.execute(
-                    select(Task, WorkflowInstanceModel.workflow_version)
-                    .join(WorkflowInstanceModel, WorkflowInstanceModel.id == Task.instance_id)
-                    .where(
-                        in_tenant(Task, self.tenant),
-                        in_tenant(WorkflowInstanceModel, self.tenant),
-                        Task.id == task_id,
-                        self._visible(),
-                    )
-                )
-            ).one_or_none()
+            found = await task_for(session, self.tenant, task_id, self._keys())
         if found is None:
             raise not_found("task")
-        row, version = found
-        if row.status != PENDING:
+        version, routed = found.pop("workflow_version"), found.pop("routed")
+        task = TaskRead(**found)
+        if not (self.principal.is_admin or routed or me in (task.completed_by, task.claimed_by)):
+            raise not_found("task")  # the same rule as _visible
+        if task.status != PENDING:
             raise ApiError(409, "task_not_open", "the task is not open")
         if not self.principal.is_admin:
-            if row.claimed_by not in (None, me):
+            if task.claimed_by not in (None, me):
                 raise ApiError(409, "task_claimed", "someone else has claimed this task")
-            if not (row.assignee_id == me or (row.assignee_id is None and self._may_take(row))):
+            if not (task.assignee == me or (task.assignee is None and self._may_take(task.candidate_groups))):
                 raise ApiError(403, "forbidden", "this task is not routed to you")
-        errors = form_errors(row.form_schema, data)
+        errors = form_errors(task.form_schema, data)
         if errors:
             raise ApiError(422, "invalid_form", "the form data does not fit the task's form", extra={"errors": errors})
-        await self.tenants.definition(self.tenant, row.workflow_name, version)
-        instance = await self.tenants.engine(self.tenant).complete_human_task(row.instance_id, row.step_name, me, data)
-        done = _completed(row, instance, me)
+        await self.tenants.definition(self.tenant, task.workflow, version)
+        instance = await self.tenants.engine(self.tenant).complete_human_task(
+            task.instance_id, task.step_name, me, data
+        )
+        done = _completed(task, instance, me)
         if done is not None:
             return done
         return await self.get(task_id)  # pragma: no cover (the engine always records who completed it)
 
-    def _may_take(self, row: HumanTaskModel) -> bool:
-        groups = list(row.candidate_groups or [])
+    def _may_take(self, groups: list[str]) -> bool:
         return not groups or not self.principal.groups.isdisjoint(groups)
 
     async def reassign(self, task_id: UUID, assignee: str | None, groups: list[str] | None) -> TaskRead:
