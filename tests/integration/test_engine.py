@@ -28,6 +28,7 @@ from flowdeck_store import (
     PendingWorkModel,
     PersistentExecutionEngine,
     StepExecutionModel,
+    TenantMismatchError,
     TenantNotBoundError,
     UnknownTenantError,
     WorkflowInstanceModel,
@@ -272,3 +273,50 @@ async def test_json_values_come_back_as_they_went_in(sessions: Sessions, new_ten
     (started_event,) = [row.payload for row in outbox if row.event_type == "WorkflowStarted"]
     assert started_event["initial_data"] == {"order": {"lines": [1, 2]}, "note": "x"}
     assert started_event["instance_id"] == str(started.id)
+
+
+async def test_one_transaction_for_a_read_and_an_engine_call(sessions: Sessions, new_tenant: NewTenant) -> None:
+    """engine.transaction(): the caller's read, the load and the write commit together; events
+    wait for that commit; a block that raises after the call writes nothing and emits nothing."""
+    tenant = await new_tenant("shared")
+    bus = InMemoryEventBus()
+    engine = PersistentExecutionEngine(registry(), sessions, bus, tenant_id=tenant)
+    instance = await engine.start_workflow("approval", {})
+    seen = bus.events
+    seen.clear()
+
+    class Refused(Exception):
+        pass
+
+    async def complete_then_refuse() -> None:
+        async with engine.transaction(tenant) as session:
+            (task,) = (await session.execute(select(HumanTaskModel))).scalars()
+            done = await engine.complete_human_task(instance.id, task.step_name, "bob", {"approved": True})
+            assert done.status is WorkflowStatus.COMPLETED  # as the engine left it, not yet committed
+            assert seen == []
+            raise Refused
+
+    with pytest.raises(Refused):
+        await complete_then_refuse()
+    assert seen == []
+    stored = await PersistentExecutionEngine(registry(), sessions, tenant_id=tenant).get_instance(instance.id)
+    assert (stored.status, stored.version) == (WorkflowStatus.WAITING, instance.version)
+    assert await count(sessions, tenant, HumanTaskModel, status="pending") == 1
+
+    async with engine.transaction(tenant) as session:
+        (task,) = (await session.execute(select(HumanTaskModel))).scalars()
+        await engine.complete_human_task(instance.id, task.step_name, "bob", {"approved": True})
+        assert seen == []
+    assert {"WorkflowCompleted", "HumanTaskCompleted"} <= {event.type for event in seen}
+    stored = await PersistentExecutionEngine(registry(), sessions, tenant_id=tenant).get_instance(instance.id)
+    assert stored.status is WorkflowStatus.COMPLETED
+    assert await count(sessions, tenant, HumanTaskModel, status="completed") == 1
+
+    other = await new_tenant("other")
+
+    async def start_for_other() -> None:  # a call for another tenant cannot join the transaction
+        async with engine.transaction(tenant):
+            await engine.start_workflow("approval", {}, tenant_id=str(other))
+
+    with pytest.raises(TenantMismatchError):
+        await start_for_other()

@@ -16,6 +16,8 @@ load the state from before it). Workers and schedulers call :meth:`resume`, :met
 from __future__ import annotations
 
 import logging
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowdeck_engine import ConcurrencyError, LocalExecutionEngine
@@ -24,7 +26,7 @@ from flowdeck_store.store import _unit
 from flowdeck_store.tenancy import as_tenant_id
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
     from uuid import UUID
 
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _CALL_ATTEMPTS = 5
+_held: ContextVar[list[int] | None] = ContextVar("flowdeck_held_units", default=None)
+"""Inside :meth:`PersistentExecutionEngine.transaction`: the units whose release waits for its commit."""
 
 
 class _AfterCommitBus:
@@ -216,26 +220,53 @@ class PersistentExecutionEngine(LocalExecutionEngine):
         expire = super().expire_wait
         return await self._call(self.persistence.tenant_for(instance_id), lambda: expire(instance_id, step_name))
 
+    @asynccontextmanager
+    async def transaction(self, tenant_id: UUID | str | None = None) -> AsyncIterator[AsyncSession]:
+        """One transaction for the caller's reads on the yielded session and the calls of this
+        engine made inside the block (see :meth:`DurableInstanceStore.shared`): a request that
+        reads, checks, then completes a task pays for one transaction, not three. Events and
+        queued steps of those calls are released once it has committed; if the block raises,
+        nothing of it is written."""
+        tenant = self.persistence.tenant_for(explicit=tenant_id)
+        held: list[int] = []
+        token = _held.set(held)
+        committed = False
+        try:
+            async with self.persistence.shared(tenant) as session:
+                yield session
+            committed = True
+        finally:
+            _held.reset(token)
+            for unit_key in held:
+                await self._release(unit_key, committed)
+
+    async def _release(self, unit_key: int, committed: bool) -> None:
+        if self._bus is not None:
+            await self._bus.release(unit_key, committed)
+        if self._queue is not None:
+            await self._queue.release(unit_key, committed)
+
     async def _call(self, tenant: UUID, run: Callable[[], Awaitable[T]], attempts: int = _CALL_ATTEMPTS) -> T:
         """Run one public call as one unit of work; on a conflict run it again on the fresh state."""
         if self.commit_each_change:
             return await run()
         tenant = as_tenant_id(tenant)
+        held = _held.get()
         for attempt in range(1, attempts + 1):
             unit_key = 0
-            committed = False
+            written = False
             try:
                 async with self.persistence.unit(tenant) as unit:
                     unit_key = id(unit)
                     result = await run()
-                committed = True
+                written = True
                 return result
             except ConcurrencyError:
                 if attempt == attempts:
                     raise
             finally:
-                if self._bus is not None:
-                    await self._bus.release(unit_key, committed)
-                if self._queue is not None:
-                    await self._queue.release(unit_key, committed)
+                if written and held is not None:
+                    held.append(unit_key)  # committed (or not) with the caller's transaction
+                else:
+                    await self._release(unit_key, written)
         raise AssertionError("unreachable")  # pragma: no cover

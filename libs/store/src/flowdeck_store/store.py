@@ -75,6 +75,7 @@ class Unit:
 
 
 _unit: ContextVar[Unit | None] = ContextVar("flowdeck_unit", default=None)
+_shared: ContextVar[tuple[UUID, AsyncSession] | None] = ContextVar("flowdeck_shared_transaction", default=None)
 
 
 def _records(transition: Transition) -> list[StepExecution]:
@@ -157,7 +158,14 @@ class SqlInstanceStore:
 
     @asynccontextmanager
     async def transaction(self, tenant_id: UUID) -> AsyncIterator[AsyncSession]:
-        """A session in a transaction bound to ``tenant_id``, committed when the block ends."""
+        """A session in a transaction bound to ``tenant_id``, committed when the block ends (inside
+        :meth:`shared`: that block's session, committed when it ends)."""
+        shared_by = _shared.get()
+        if shared_by is not None:
+            if shared_by[0] != tenant_id:
+                raise TenantMismatchError(shared_by[0], tenant_id)
+            yield shared_by[1]
+            return
         if self._factory is not None:
             async with self._factory() as session:
                 if not is_guarded(session.sync_session):
@@ -185,6 +193,19 @@ class SqlInstanceStore:
             shared.info[TENANT_KEY] = tenant_id
             async with shared.begin():
                 yield shared
+
+    @asynccontextmanager
+    async def shared(self, tenant_id: UUID) -> AsyncIterator[AsyncSession]:
+        """One transaction for the block: the caller's own statements on the session it yields, and
+        every load and write of this store made inside the block (this task), committed when it
+        ends; if the block raises, all of it is rolled back. Fewer round trips for a request that
+        reads, then makes one engine call; nothing of it shares a batch with other callers."""
+        async with self.transaction(tenant_id) as session:
+            token = _shared.set((tenant_id, session))
+            try:
+                yield session
+            finally:
+                _shared.reset(token)
 
     # --- units -----------------------------------------------------------------------------------
 
@@ -265,7 +286,13 @@ class SqlInstanceStore:
     async def load(self, instance_id: UUID) -> WorkflowInstance:
         """The stored instance (a new object); raises :class:`InstanceNotFoundError`."""
         tenant = self.tenant_for(instance_id)
-        instance = await self._loaders(tenant).submit(instance_id)
+        if _shared.get() is None:
+            instance = await self._loaders(tenant).submit(instance_id)
+        else:  # the batch runs in a task of its own, outside the shared transaction
+            (loaded,) = await self._load_batch(tenant, [instance_id])
+            if isinstance(loaded, BaseException):
+                raise loaded
+            instance = loaded
         self._remember(instance_id, tenant)
         return instance
 
@@ -367,7 +394,7 @@ class SqlInstanceStore:
     async def _write(self, tenant: UUID, changes: Sequence[Change]) -> None:
         """Write ``changes`` (through the tenant's group commit when there is one)."""
         try:
-            if len(changes) == 1:
+            if len(changes) == 1 and _shared.get() is None:
                 await self._writers(tenant).submit(changes[0])
                 return
             for result in await self._write_batch(tenant, changes):

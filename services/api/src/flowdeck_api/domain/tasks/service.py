@@ -193,18 +193,30 @@ class TaskService:
     async def complete(self, task_id: UUID, data: dict[str, Any]) -> TaskRead:
         """Complete a task with its form: 422 with every field error; a second completion is a 409.
 
-        One read (the task with its instance's version), then the engine's unit of work (it loads
-        the instance and writes the change in one transaction, fenced); the answer is built from
+        One transaction: the read of the task (with its instance's version) and the engine's unit
+        of work (it loads the instance and writes the change, fenced); the answer is built from
         what that wrote."""
         me = self.principal.user_id
-        async with self.tenants.transaction(self.tenant) as session:
+        engine = self.tenants.engine(self.tenant)
+        async with engine.transaction(self.tenant) as session:
             found = await task_for(session, self.tenant, task_id, self._keys())
-        if found is None:
-            raise not_found("task")
-        version, routed = found.pop("workflow_version"), found.pop("routed")
-        task = TaskRead(**found)
-        if not (self.principal.is_admin or routed or me in (task.completed_by, task.claimed_by)):
-            raise not_found("task")  # the same rule as _visible
+            if found is None:
+                raise not_found("task")
+            version, routed = found.pop("workflow_version"), found.pop("routed")
+            task = TaskRead(**found)
+            if not (self.principal.is_admin or routed or me in (task.completed_by, task.claimed_by)):
+                raise not_found("task")  # the same rule as _visible
+            self._check_completion(task, data)
+            await self.tenants.definition(self.tenant, task.workflow, version)
+            instance = await engine.complete_human_task(task.instance_id, task.step_name, me, data)
+        done = _completed(task, instance, me)
+        if done is not None:
+            return done
+        return await self.get(task_id)  # pragma: no cover (the engine always records who completed it)
+
+    def _check_completion(self, task: TaskRead, data: dict[str, Any]) -> None:
+        """Raise what keeps me from completing the open ``task`` with ``data``."""
+        me = self.principal.user_id
         if task.status != PENDING:
             raise ApiError(409, "task_not_open", "the task is not open")
         if not self.principal.is_admin:
@@ -215,14 +227,6 @@ class TaskService:
         errors = form_errors(task.form_schema, data)
         if errors:
             raise ApiError(422, "invalid_form", "the form data does not fit the task's form", extra={"errors": errors})
-        await self.tenants.definition(self.tenant, task.workflow, version)
-        instance = await self.tenants.engine(self.tenant).complete_human_task(
-            task.instance_id, task.step_name, me, data
-        )
-        done = _completed(task, instance, me)
-        if done is not None:
-            return done
-        return await self.get(task_id)  # pragma: no cover (the engine always records who completed it)
 
     def _may_take(self, groups: list[str]) -> bool:
         return not groups or not self.principal.groups.isdisjoint(groups)
