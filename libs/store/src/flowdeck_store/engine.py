@@ -226,7 +226,8 @@ class PersistentExecutionEngine(LocalExecutionEngine):
         engine made inside the block (see :meth:`DurableInstanceStore.shared`): a request that
         reads, checks, then completes a task pays for one transaction, not three. Events and
         queued steps of those calls are released once it has committed; if the block raises,
-        nothing of it is written."""
+        nothing of it is written. Machine steps that the calls run in this process (an engine
+        without a step queue) run inside the transaction too, holding its connection."""
         tenant = self.persistence.tenant_for(explicit=tenant_id)
         held: list[int] = []
         token = _held.set(held)

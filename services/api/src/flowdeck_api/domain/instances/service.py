@@ -136,7 +136,8 @@ class InstanceService:
             )
 
     async def _start(self, request: InstanceStart, idempotency_key: str | None = None) -> InstanceRead:
-        async with self.tenants.transaction(self.tenant) as session:  # one transaction for both reads
+        engine = self.tenants.engine(self.tenant)
+        async with engine.transaction(self.tenant) as session:  # one transaction: the reads and the start
             version = await DefinitionService(self.tenants, self.tenant).active_version(
                 session, request.workflow, request.version
             )
@@ -145,23 +146,22 @@ class InstanceService:
                     select(func.count()).select_from(Row).where(in_tenant(Row, self.tenant), Row.status.in_(LIVE))
                 )
             ).scalar_one()
-        definition = await self.tenants.definition(self.tenant, request.workflow, version)
-        if running >= self.max_running:
-            raise ApiError(
-                429,
-                "too_many_running",
-                f"the tenant has {running} running instances; the cap is {self.max_running}",
-                headers={"Retry-After": "10"},
+            definition = await self.tenants.definition(self.tenant, request.workflow, version)
+            if running >= self.max_running:
+                raise ApiError(
+                    429,
+                    "too_many_running",
+                    f"the tenant has {running} running instances; the cap is {self.max_running}",
+                    headers={"Retry-After": "10"},
+                )
+            instance = await engine.start_workflow(
+                definition.name,
+                request.input,
+                definition.version,
+                tenant_id=self.tenant,
+                created_by=self.principal.user_id,
+                metadata=None if idempotency_key is None else {IDEMPOTENCY_KEY: idempotency_key},
             )
-        engine = self.tenants.engine(self.tenant)
-        instance = await engine.start_workflow(
-            definition.name,
-            request.input,
-            definition.version,
-            tenant_id=self.tenant,
-            created_by=self.principal.user_id,
-            metadata=None if idempotency_key is None else {IDEMPOTENCY_KEY: idempotency_key},
-        )
         return read_of(instance)
 
     def _key_clause(self, key: str) -> tuple[Any, ...]:
