@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,9 +13,10 @@ import msgspec
 from sqlalchemy import insert, update
 from sqlalchemy.pool import NullPool
 
+from flowdeck_api.app import create_app
 from flowdeck_api.domain.instances.schemas import InstanceStart
 from flowdeck_store import IdempotencyKeyModel, bind_tenant, create_engine, session_factory
-from tests.integration.api.conftest import EXPENSE, YAML, Api
+from tests.integration.api.conftest import EXPENSE, YAML, Api, served
 
 
 async def upload_expense(api: Api, tenant) -> None:  # type: ignore[no-untyped-def]
@@ -219,3 +221,26 @@ async def test_an_invalid_document_reports_every_problem(api: Api) -> None:
     pointers = {e["pointer"] for e in problem["errors"]}
     assert "/initial_step" in pointers and any(p.startswith("/edges/1") for p in pointers)
     assert (await api.client.get("/v1/definitions", headers=admin)).json() == []
+
+
+async def test_more_concurrent_requests_than_pooled_connections(api: Api) -> None:
+    """A start or a completion holds one connection from its read to its write: it must never wait
+    for a second one (a cold definition cache once made each wait, and a full pool deadlocked)."""
+    settings = replace(api.settings, database=replace(api.settings.database, pool_size=2))
+    tenant = await api.tenant()
+    await upload_expense(api, tenant)  # through the fixture's app: this app's cache stays cold
+    bob = api.token(tenant, "bob", "member", groups=("managers",))
+    claim = {"workflow": "expense-approval", "input": {"amount": 900, "manager_id": "bob"}}
+    async with served(create_app(settings)) as client:
+        started = await asyncio.gather(*(client.post("/v1/instances", json=claim, headers=bob) for _ in range(12)))
+        assert [r.status_code for r in started] == [201] * 12, started[0].text
+    tasks = (await api.client.get("/v1/tasks", params={"limit": 50}, headers=bob)).json()["items"]
+    assert len(tasks) == 12
+    async with served(create_app(settings)) as client:  # a new process: its cache is cold again
+        done = await asyncio.gather(
+            *(
+                client.post(f"/v1/tasks/{t['id']}/complete", json={"data": {"approved": True}}, headers=bob)
+                for t in tasks
+            )
+        )
+        assert [r.status_code for r in done] == [200] * 12, done[0].text

@@ -102,23 +102,27 @@ class Tenants:
         await self.definition(tenant, found[0], found[1])
         return self.engine(tenant)
 
-    async def definition(self, tenant: UUID, name: str, version: str) -> WorkflowDefinition:
+    async def definition(
+        self, tenant: UUID, name: str, version: str, session: AsyncSession | None = None
+    ) -> WorkflowDefinition:
         """The compiled definition ``name`` at ``version`` of ``tenant``; raises
-        :class:`WorkflowNotFoundError` when it has none."""
+        :class:`WorkflowNotFoundError` when it has none. ``session``: read it in the caller's
+        transaction (a caller holding a connection must not wait for a second one: under load
+        every pooled connection could be held by such callers)."""
         registry = self.engine(tenant).registry
         if registry.has_definition(name, version):
             return registry.get_definition(name, version)
         async with self._locks.setdefault((tenant, name, version), asyncio.Lock()):
             if not registry.has_definition(name, version):
                 model = WorkflowDefinitionModel
-                async with self.transaction(tenant) as session:
-                    document = (
-                        await session.execute(
-                            select(model.definition_json).where(
-                                in_tenant(model, tenant), model.name == name, model.version == version
-                            )
-                        )
-                    ).scalar_one_or_none()
+                query = select(model.definition_json).where(
+                    in_tenant(model, tenant), model.name == name, model.version == version
+                )
+                if session is not None:
+                    document = (await session.execute(query)).scalar_one_or_none()
+                else:
+                    async with self.transaction(tenant) as own:
+                        document = (await own.execute(query)).scalar_one_or_none()
                 if document is None:
                     raise WorkflowNotFoundError(name, version)
                 registry.register_definition(load_definition(document, platform=self.platform))

@@ -146,7 +146,7 @@ class InstanceService:
                     select(func.count()).select_from(Row).where(in_tenant(Row, self.tenant), Row.status.in_(LIVE))
                 )
             ).scalar_one()
-            definition = await self.tenants.definition(self.tenant, request.workflow, version)
+            definition = await self.tenants.definition(self.tenant, request.workflow, version, session)
             if running >= self.max_running:
                 raise ApiError(
                     429,

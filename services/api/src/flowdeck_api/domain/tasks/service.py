@@ -207,7 +207,7 @@ class TaskService:
             if not (self.principal.is_admin or routed or me in (task.completed_by, task.claimed_by)):
                 raise not_found("task")  # the same rule as _visible
             self._check_completion(task, data)
-            await self.tenants.definition(self.tenant, task.workflow, version)
+            await self.tenants.definition(self.tenant, task.workflow, version, session)
             instance = await engine.complete_human_task(task.instance_id, task.step_name, me, data)
         done = _completed(task, instance, me)
         if done is not None:
