@@ -29,6 +29,7 @@ from flowdeck_store import (
     create_engine,
     session_factory,
     take_lease,
+    take_leases,
 )
 from flowdeck_worker import InstanceRunner, TenantMismatchError
 from tests.e2e import documents
@@ -123,6 +124,28 @@ async def test_a_worker_whose_lease_was_taken_over_commits_nothing(tenants: Tena
     done = await engine.resume(instance.id, lease=current)
     assert done.status is WorkflowStatus.COMPLETED
     assert await _count(tenants, tenant, StepExecutionModel, instance_id=instance.id) == 3
+
+
+async def test_concurrent_jobs_take_their_leases_together_each_for_its_owner(
+    tenants: Tenants, new_pg_tenant: NewTenant
+) -> None:
+    tenant = await new_pg_tenant("acme")
+    started = [await _start(tenants, tenant, documents.machines(count=2)) for _ in range(3)]
+    held, free, again = (i.id for i in started)
+    async with tenants.transaction(tenant) as session:
+        assert await take_lease(session, tenant, held, "first", 30) is not None
+    async with tenants.transaction(tenant) as session:
+        leases = await take_leases(session, tenant, [(held, "a"), (free, "b"), (again, "c")], 30)
+    assert set(leases) == {free, again}  # the held one is not taken over
+    assert (leases[free].owner, leases[again].owner) == ("b", "c")
+    assert leases[free].workflow == ("three-machines", "1.0.0")
+
+    runner = InstanceRunner(tenants, lease_seconds=10, heartbeat_seconds=5)
+    others = [await _start(tenants, tenant, documents.machines(count=2)) for _ in range(8)]
+    results = await asyncio.gather(*(runner.run(tenant, i.id) for i in others))
+    assert results == ["done"] * 8
+    for instance in others:
+        assert (await tenants.engine(tenant).get_instance(instance.id)).status is WorkflowStatus.COMPLETED
 
 
 async def test_a_job_naming_another_tenant_fails_as_a_security_event(

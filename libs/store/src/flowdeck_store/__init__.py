@@ -21,7 +21,7 @@ from flowdeck_store.exceptions import (
     TenantNotBoundError,
     UnknownTenantError,
 )
-from flowdeck_store.leases import Lease, extend_lease, release_lease, take_lease
+from flowdeck_store.leases import Lease, extend_lease, release_lease, take_lease, take_leases
 from flowdeck_store.models import (
     CallbackTokenModel,
     HumanTaskModel,
@@ -111,5 +111,6 @@ __all__ = [
     "session_factory",
     "session_tenant",
     "take_lease",
+    "take_leases",
     "tenant_scope",
 ]

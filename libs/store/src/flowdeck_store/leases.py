@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import Table, func, or_, select, update
 
 from flowdeck_store.models import PendingWorkModel, WorkflowInstanceModel
+from flowdeck_store.tenancy import asyncpg_connection
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Sequence
     from uuid import UUID
 
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,49 +51,77 @@ def _now(session: AsyncSession) -> Any:
     return func.now() if session.get_bind().dialect.name == "postgresql" else datetime.now(UTC)
 
 
+_TAKE_SQL = (
+    "UPDATE workflow_pending_work AS w SET lease_owner = x.owner, "
+    "lease_expires_at = now() + make_interval(secs => $3), fence = w.fence + 1, updated_at = now() "
+    "FROM unnest($2::uuid[], $4::text[]) AS x(instance_id, owner), workflow_instances AS i "
+    "WHERE w.tenant_id = $1 AND w.instance_id = ANY($2::uuid[]) AND w.instance_id = x.instance_id "
+    "AND (w.not_before IS NULL OR w.not_before <= now()) AND (w.lease_owner IS NULL OR w.lease_expires_at <= now()) "
+    "AND i.tenant_id = $1 AND i.id = w.instance_id "
+    "RETURNING w.instance_id, x.owner, w.step_name, w.attempt, w.fence, i.workflow_name, i.workflow_version"
+)
+"""Leases for several instances in one statement (PostgreSQL): each instance's rows get its owner."""
+
+
+async def take_leases(
+    session: AsyncSession, tenant_id: UUID, wanted: Sequence[tuple[UUID, str]], seconds: float
+) -> dict[UUID, Lease]:
+    """Lease each instance's due pending work that no live lease holds, for its owner
+    (``wanted``: (instance, owner) pairs, one per instance); the leases taken, by instance."""
+    raw = await asyncpg_connection(session)
+    if raw is None:
+        found = [await _take_portable(session, tenant_id, iid, owner, seconds) for iid, owner in wanted]
+        return {lease.instance_id: lease for lease in found if lease is not None}
+    ids, owners = [iid for iid, _ in wanted], [owner for _, owner in wanted]
+    leases: dict[UUID, Lease] = {}
+    for row in await raw.fetch(_TAKE_SQL, tenant_id, ids, float(seconds), owners):
+        iid = row["instance_id"]
+        lease = leases.get(iid)
+        if lease is None:
+            lease = leases[iid] = Lease(iid, row["owner"], {}, (row["workflow_name"], row["workflow_version"]))
+        lease.fences[(row["step_name"], row["attempt"])] = row["fence"]
+    return leases
+
+
 async def take_lease(
     session: AsyncSession, tenant_id: UUID, instance_id: UUID, owner: str, seconds: float
 ) -> Lease | None:
     """Lease the instance's due pending work that no live lease holds; None when there is none."""
+    return (await take_leases(session, tenant_id, [(instance_id, owner)], seconds)).get(instance_id)
+
+
+async def _take_portable(
+    session: AsyncSession, tenant_id: UUID, instance_id: UUID, owner: str, seconds: float
+) -> Lease | None:
     now = _now(session)
     c = _WORK.c
     i = _INSTANCES.c
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    lease = (
-        update(_WORK)
-        .where(
-            c.tenant_id == tenant_id,
-            c.instance_id == instance_id,
-            or_(c.not_before.is_(None), c.not_before <= now),
-            or_(c.lease_owner.is_(None), c.lease_expires_at <= now),
+    rows = (
+        await session.execute(
+            update(_WORK)
+            .where(
+                c.tenant_id == tenant_id,
+                c.instance_id == instance_id,
+                or_(c.not_before.is_(None), c.not_before <= now),
+                or_(c.lease_owner.is_(None), c.lease_expires_at <= now),
+            )
+            .values(
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=seconds),
+                fence=c.fence + 1,
+                updated_at=now,
+            )
+            .returning(c.step_name, c.attempt, c.fence)
         )
-        .values(
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=seconds),
-            fence=c.fence + 1,
-            updated_at=now,
-        )
-    )
-    if postgresql:  # the instance's workflow in the same statement
-        lease = lease.where(i.tenant_id == tenant_id, i.id == c.instance_id)
-        rows = (
-            await session.execute(lease.returning(c.step_name, c.attempt, c.fence, i.workflow_name, i.workflow_version))
-        ).all()
-    else:  # SQLite returns the updated table's columns only
-        rows = (await session.execute(lease.returning(c.step_name, c.attempt, c.fence))).all()
+    ).all()
     if not rows:
         return None
-    if postgresql:
-        workflow = (rows[0][3], rows[0][4])
-    else:
-        found = (
-            await session.execute(
-                select(i.workflow_name, i.workflow_version).where(i.tenant_id == tenant_id, i.id == instance_id)
-            )
-        ).one()
-        workflow = (found[0], found[1])
-    fences = {(row[0], row[1]): row[2] for row in rows}
-    return Lease(instance_id, owner, fences, workflow)
+    found = (
+        await session.execute(
+            select(i.workflow_name, i.workflow_version).where(i.tenant_id == tenant_id, i.id == instance_id)
+        )
+    ).one()
+    return Lease(instance_id, owner, {(row[0], row[1]): row[2] for row in rows}, (found[0], found[1]))
 
 
 async def extend_lease(session: AsyncSession, tenant_id: UUID, lease: Lease, seconds: float) -> bool:
@@ -146,4 +175,4 @@ async def stale_leases(session: AsyncSession, tenant_id: UUID, leases: Collectio
     return stale
 
 
-__all__ = ["Lease", "extend_lease", "release_lease", "stale_leases", "take_lease"]
+__all__ = ["Lease", "extend_lease", "release_lease", "stale_leases", "take_lease", "take_leases"]

@@ -1,7 +1,8 @@
 """Running one instance's due machine steps under a lease: what a worker's job does.
 
 1. Take the lease on the instance's due pending work, under the job's tenant (row-level security
-   applies: another tenant's rows are invisible).
+   applies: another tenant's rows are invisible); the leases of concurrent jobs of one tenant are
+   taken in one statement.
 2. No lease: either nothing is due (a duplicate or late job: a no-op), another worker holds it
    (it carries on), or the instance is not the job's tenant's: told apart by
    ``flowdeck_instance_tenant``, a mismatch is a security event and fails the job.
@@ -19,16 +20,18 @@ import logging
 import os
 import socket
 import uuid
+from functools import partial
 from typing import TYPE_CHECKING, Final
 
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 
 from flowdeck_engine import InstanceNotFoundError, WorkflowNotFoundError, WorkflowsError
-from flowdeck_store import StaleLeaseError, extend_lease, instance_tenant, release_lease, take_lease
+from flowdeck_store import StaleLeaseError, extend_lease, instance_tenant, release_lease, take_leases
+from flowdeck_store.batching import Batcher, BatchLimits, by_tenant
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
     from contextlib import AbstractContextManager
     from uuid import UUID
 
@@ -57,6 +60,10 @@ class TenantMismatchError(WorkflowsError):
         self.instance_id = instance_id
 
 
+def _instance_of(wanted: tuple[UUID, str]) -> UUID:
+    return wanted[0]
+
+
 def worker_identity() -> str:
     """This process's name in lease owners: host, pid and a random part."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -74,6 +81,15 @@ class InstanceRunner:
         self.tracer = tracer
         self.identity = worker_identity()
         self.held: dict[UUID, tuple[UUID, Lease]] = {}
+        # the leases that concurrent jobs of a tenant ask for are taken together: one statement
+        self._leases: Callable[[UUID], Batcher[tuple[UUID, str], Lease | None]] = by_tenant(
+            lambda tenant: Batcher(partial(self._take, tenant), _instance_of, BatchLimits())
+        )
+
+    async def _take(self, tenant: UUID, wanted: Sequence[tuple[UUID, str]]) -> list[Lease | None]:
+        async with self.tenants.transaction(tenant) as session:
+            leases = await take_leases(session, tenant, wanted, self.lease_seconds)
+        return [leases.get(instance_id) for instance_id, _ in wanted]
 
     def job_span(
         self, carrier: dict[str, str] | None, *, tenant_id: str, instance_id: str, seq: int
@@ -94,8 +110,7 @@ class InstanceRunner:
     async def run(self, tenant: UUID, instance_id: UUID, beat: Callable[[], Awaitable[object]] | None = None) -> str:
         """Run what is due of ``instance_id`` for ``tenant``: ``done``, ``idle``, ``stale`` or ``gone``."""
         owner = f"{self.identity}:{uuid.uuid4().hex[:12]}"
-        async with self.tenants.transaction(tenant) as session:
-            lease = await take_lease(session, tenant, instance_id, owner, self.lease_seconds)
+        lease = await self._leases(tenant).submit((instance_id, owner))
         if lease is None:
             return await self._nothing_leased(tenant, instance_id)
         self.held[instance_id] = (tenant, lease)
