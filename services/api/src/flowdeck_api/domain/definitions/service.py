@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from sqlalchemy import select, update
@@ -148,27 +148,24 @@ class DefinitionService:
             version = await self.active_version(session, name, version)
         return await self.tenants.definition(self.tenant, name, version)
 
-    async def active_version(self, session: AsyncSession, name: str, version: str | None) -> str:
-        """``version`` if it is active, else the latest active release (404 when there is none)."""
-        rows = (
-            (
-                await session.execute(
-                    select(Model.version).where(
-                        in_tenant(Model, self.tenant), Model.name == name, Model.is_active.is_(True)
-                    )
-                )
-            )
-            .scalars()
-            .all()
+    async def active_version(self, session: AsyncSession, name: str, version: str | None, *also: Any) -> Any:
+        """``version`` if it is active, else the latest active release (404 when there is none).
+
+        ``also``: scalar subqueries read in the same statement; then the answer is a tuple of the
+        version and their values."""
+        query = select(Model.version, *also).where(
+            in_tenant(Model, self.tenant), Model.name == name, Model.is_active.is_(True)
         )
+        rows = (await session.execute(query)).all()
+        found = {row[0]: tuple(row[1:]) for row in rows}
         if version is None:
-            releases = [v for v in rows if version_key(v)[3]] or list(rows)
+            releases = [v for v in found if version_key(v)[3]] or list(found)
             if not releases:
                 raise ApiError(404, "workflow_not_found", f"workflow {name!r} has no active version")
-            return max(releases, key=version_key)
-        if version not in rows:
+            version = max(releases, key=version_key)
+        elif version not in found:
             raise ApiError(404, "workflow_not_found", f"workflow {name!r} has no active version {version!r}")
-        return version
+        return (version, *found[version]) if also else version
 
     async def graph(self, name: str, version: str) -> GraphRead:
         """The graph of one version."""

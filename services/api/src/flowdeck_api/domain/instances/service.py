@@ -138,14 +138,10 @@ class InstanceService:
     async def _start(self, request: InstanceStart, idempotency_key: str | None = None) -> InstanceRead:
         engine = self.tenants.engine(self.tenant)
         async with engine.transaction(self.tenant) as session:  # one transaction: the reads and the start
-            version = await DefinitionService(self.tenants, self.tenant).active_version(
-                session, request.workflow, request.version
+            live = select(func.count()).select_from(Row).where(in_tenant(Row, self.tenant), Row.status.in_(LIVE))
+            version, running = await DefinitionService(self.tenants, self.tenant).active_version(
+                session, request.workflow, request.version, live.scalar_subquery()
             )
-            running = (
-                await session.execute(
-                    select(func.count()).select_from(Row).where(in_tenant(Row, self.tenant), Row.status.in_(LIVE))
-                )
-            ).scalar_one()
             definition = await self.tenants.definition(self.tenant, request.workflow, version, session)
             if running >= self.max_running:
                 raise ApiError(
