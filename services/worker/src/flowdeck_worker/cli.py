@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import uvloop
 
 from flowdeck_runtime.settings import get_settings
 
@@ -28,7 +29,7 @@ class _WorkerCommand:
         from flowdeck_worker.worker import run_worker
 
         _logging(args.log_level)
-        asyncio.run(run_worker(get_settings()))
+        uvloop.run(run_worker(get_settings()))  # uvloop: the worker is CPU-bound on its event loop
         return 0
 
 
@@ -43,7 +44,7 @@ class _SchedulerCommand:
         from flowdeck_worker.scheduler import run_scheduler
 
         _logging(args.log_level)
-        asyncio.run(run_scheduler(get_settings()))
+        uvloop.run(run_scheduler(get_settings()))
         return 0
 
 
