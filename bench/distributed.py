@@ -16,7 +16,6 @@ Run: ``.venv/bin/python bench/distributed.py [--n 2000] [--k 64] [--workers 1 2]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import tempfile
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+import uvloop  # noqa: E402
 from _loadgen import post_many  # noqa: E402
 from alembic import command  # noqa: E402
 from alembic.config import Config  # noqa: E402
@@ -153,7 +153,7 @@ def main() -> None:
                     for _ in range(workers):
                         stack.start_worker()
                     stack.start_scheduler()
-                    results[f"{workers}_worker"] = asyncio.run(run(stack, args.n, args.k))
+                    results[f"{workers}_worker"] = uvloop.run(run(stack, args.n, args.k))  # a light client
                 except BaseException:
                     print(stack.logs(), file=sys.stderr)
                     raise
