@@ -132,3 +132,18 @@ def test_new_ids_are_random_version_4_uuids() -> None:
     assert len(set(ids)) == 2000
     assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in ids)
     assert {u.int >> 127 for u in ids} == {0, 1}  # the top bit varies: the bits are random
+
+
+def test_changes_count_a_copied_value_only_when_it_differs_type_for_type() -> None:
+    from flowdeck_engine.context import changes, private_copy
+
+    before = {"n": 1, "l": [1, {"k": 1.0}], "gone": "x"}
+    after = private_copy(before)
+    assert after["l"] is not before["l"]  # mutable values are copied
+    assert changes(before, after) == ({}, ())
+    after["l"][1]["k"] = True  # equal to 1.0, but not the same value
+    after["n"] = 2
+    del after["gone"]
+    assert changes(before, after) == ({"n": 2, "l": [1, {"k": True}]}, ("gone",))
+    flat = {"n": 1, "s": "x"}
+    assert private_copy(flat) == flat and private_copy(flat) is not flat

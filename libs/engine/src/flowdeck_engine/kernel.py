@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from flowdeck_engine.conditions import compile_condition
-from flowdeck_engine.context import StepExecution, WorkflowContext
+from flowdeck_engine.context import StepExecution, WorkflowContext, changes
 from flowdeck_engine.enums import GatewayMode, StepStatus, StepType, WorkflowStatus
 from flowdeck_engine.exceptions import (
     ConditionError,
@@ -126,14 +126,20 @@ _FINAL = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowSta
 
 @dataclass(slots=True)
 class StepSucceeded:
-    """A running step finished. ``updates``/``removed`` are its changes to the data's top level."""
+    """A running step finished, leaving ``data`` (None: it changed nothing), its own copy of
+    ``base``, the data it was given.
+
+    When the instance's data is still ``base``, ``data`` becomes its data (the step's copy is not
+    copied again); otherwise (a concurrent branch saved first) only what the step changed from
+    ``base`` is applied: all of ``data`` when ``base`` is None.
+    """
 
     step: str
     attempt: int
     at: datetime
     started_at: datetime
-    updates: Mapping[str, Any] | None = None
-    removed: tuple[str, ...] = ()
+    data: dict[str, Any] | None = None
+    base: Mapping[str, Any] | None = None
     result: Any = None
     emitted: Sequence[tuple[str, dict[str, Any]]] = ()
 
@@ -347,8 +353,10 @@ class _StepPlan:
     gateway: GatewayMode | None
     out: tuple[_EdgePlan, ...] = ()
     forward_in: int = 0
-    then_run: str | None = None
-    """The machine step that always runs next, when that is all leaving this step does."""
+    run: RunStep | None = None
+    """The command that runs this step's first attempt now (machine steps; commands are immutable)."""
+    then: RunStep | None = None
+    """``run`` of the machine step that always runs next, when that is all leaving this step does."""
 
 
 def _condition_test(source: str) -> Callable[[InstanceState], bool]:
@@ -407,6 +415,8 @@ class Kernel:
                 steps[edge.target].forward_in += 1
         for name, plan in steps.items():
             plan.out = tuple(outs[name])
+            if plan.kind == RUN:
+                plan.run = RunStep(name, 1)
         for plan in steps.values():
             if len(plan.out) == 1 and not plan.terminal:
                 only = plan.out[0]
@@ -418,8 +428,9 @@ class Kernel:
                     and target.kind == RUN
                     and (only.back or target.forward_in == 1)
                 ):
-                    plan.then_run = target.name
+                    plan.then = target.run
         self._steps = steps
+        self._max_transitions = self.limits.max_transitions
         self.steps: dict[str, Step] = {name: plan.step for name, plan in steps.items()}
         """The step objects by name."""
         self._handlers: dict[type, Callable[[InstanceState, Any], Transition]] = {
@@ -471,32 +482,23 @@ class Kernel:
             return Transition(state, (), e.at)
         s = state.copy()
         del s.active[name]
-        if e.updates or e.removed:
-            data = {**s.data, **e.updates} if e.updates else dict(s.data)
-            for key in e.removed:
-                data.pop(key, None)
+        data = e.data
+        if data is not None:
+            if e.base is not s.data:
+                updates, removed = changes(e.base or {}, data)
+                data = {**s.data, **updates}
+                for key in removed:
+                    data.pop(key, None)
             s.data = data
         plan = self._steps[name]
-        record = RecordStep(
-            StepExecution(name, plan.step_type, StepStatus.SUCCEEDED, e.started_at, e.at, e.attempt, e.result)
-        )
-        if e.emitted:
-            emitting: list[Command] = [record, *(Emit(name, kind, payload) for kind, payload in e.emitted)]
-            self._leave(s, plan, e.at, emitting)
-            return self._settle(s, e.at, emitting)
-        nxt = plan.then_run
-        if nxt is not None and nxt not in s.active and not s.queued:
-            # the common case, kept short: one unconditional edge on to a machine step
-            s.active[nxt] = _RUN_FIRST
-            s.seq += 1
-            s.status = WorkflowStatus.RUNNING
-            if s.seq - s.budget_base <= self.limits.max_transitions:
-                return Transition(s, [record, RunStep(nxt, 1)], e.at)
-            s.seq -= 1
-            del s.active[nxt]
-        commands: list[Command] = [record]
-        self._leave(s, plan, e.at, commands)
-        return self._settle(s, e.at, commands)
+        commands: list[Command] = [
+            RecordStep(
+                StepExecution(name, plan.step_type, StepStatus.SUCCEEDED, e.started_at, e.at, e.attempt, e.result)
+            )
+        ]
+        for kind, payload in e.emitted:
+            commands.append(Emit(name, kind, payload))
+        return self._go_on(s, plan, e.at, commands)
 
     def _on_failed(self, state: InstanceState, e: StepFailed) -> Transition:
         if not self._running(state, e.step, e.attempt):
@@ -528,8 +530,7 @@ class Kernel:
         commands: list[Command] = [
             RecordStep(StepExecution(e.step, plan.step_type, StepStatus.SKIPPED, e.at, e.at, e.attempt))
         ]
-        self._leave(s, plan, e.at, commands)
-        return self._settle(s, e.at, commands)
+        return self._go_on(s, plan, e.at, commands)
 
     def _waiting(self, state: InstanceState, step: str, kind: str, action: str) -> None:
         if state.status.is_final:
@@ -558,8 +559,7 @@ class Kernel:
                 )
             )
         ]
-        self._leave(s, plan, e.at, commands)
-        return self._settle(s, e.at, commands)
+        return self._go_on(s, plan, e.at, commands)
 
     def _on_timer_fired(self, state: InstanceState, e: TimerFired) -> Transition:
         act = state.active.get(e.step)
@@ -571,8 +571,7 @@ class Kernel:
         commands: list[Command] = [
             RecordStep(StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, act.since or e.at, e.at, 1))
         ]
-        self._leave(s, plan, e.at, commands)
-        return self._settle(s, e.at, commands)
+        return self._go_on(s, plan, e.at, commands)
 
     def _on_callback(self, state: InstanceState, e: CallbackReceived) -> Transition:
         self._waiting(state, e.step, CALLBACK, "deliver callback")
@@ -589,8 +588,7 @@ class Kernel:
         commands: list[Command] = [
             RecordStep(StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, since, e.at, 1, e.payload))
         ]
-        self._leave(s, plan, e.at, commands)
-        return self._settle(s, e.at, commands)
+        return self._go_on(s, plan, e.at, commands)
 
     def _on_timed_out(self, state: InstanceState, e: WaitTimedOut) -> Transition:
         act = state.active.get(e.step)
@@ -668,6 +666,24 @@ class Kernel:
         return self._settle(s, e.at, commands)
 
     # --- moving on ---------------------------------------------------------------------------------
+
+    def _go_on(self, s: InstanceState, plan: _StepPlan, at: datetime, commands: list[Command]) -> Transition:
+        """``plan``'s step is done: leave it and settle. The common case is kept short: one
+        unconditional edge on to a machine step, which runs next."""
+        then = plan.then
+        if (
+            then is not None
+            and then.step not in s.active
+            and not s.queued
+            and s.seq + 1 - s.budget_base <= self._max_transitions
+        ):
+            s.active[then.step] = _RUN_FIRST
+            s.seq += 1
+            s.status = WorkflowStatus.RUNNING
+            commands.append(then)
+            return Transition(s, commands, at)
+        self._leave(s, plan, at, commands)
+        return self._settle(s, at, commands)
 
     def _leave(
         self, s: InstanceState, plan: _StepPlan, at: datetime, commands: list[Command], *, timed_out: bool = False
@@ -757,9 +773,9 @@ class Kernel:
             return
         plan = self._steps[name]
         kind = plan.kind
-        if kind == RUN:
+        if plan.run is not None:
             s.active[name] = _RUN_FIRST
-            commands.append(RunStep(name, 1))
+            commands.append(plan.run)
             return
         step: Any = plan.step
         try:
@@ -807,7 +823,7 @@ class Kernel:
     def _settle(self, s: InstanceState, at: datetime, commands: list[Command]) -> Transition:
         s.seq += 1
         if s.status not in _FINAL:
-            if s.seq - s.budget_base > self.limits.max_transitions:
+            if s.seq - s.budget_base > self._max_transitions:
                 self._close_all(s, commands)
                 s.status = WorkflowStatus.FAILED
                 s.error = TransitionLimitError(s.instance_id, self.limits.max_transitions).detail
