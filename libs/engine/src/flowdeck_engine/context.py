@@ -112,7 +112,7 @@ class WorkflowContext:
     user_id: str | None = None
     tenant_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    emitted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    emitted: tuple[tuple[str, dict[str, Any]], ...] = ()
     """Events the running step published with :meth:`emit` (kept only if the step succeeds)."""
     attempt: int = 1
     """Which attempt of ``current_step`` this is (retries count up)."""
@@ -137,7 +137,7 @@ class WorkflowContext:
 
         It reaches the engine's event bus as a :class:`~flowdeck_engine.events.CustomEvent`.
         """
-        self.emitted.append((event_type, dict(payload or {})))
+        self.emitted = (*self.emitted, (event_type, dict(payload or {})))
 
     def with_step(self, step_name: str, data: dict[str, Any] | None = None, attempt: int = 1) -> WorkflowContext:
         """A context for running attempt ``attempt`` of ``step_name``: the same facts, a
@@ -152,6 +152,6 @@ class WorkflowContext:
             self.user_id,
             self.tenant_id,
             self.metadata,
-            [],
+            (),
             attempt,
         )

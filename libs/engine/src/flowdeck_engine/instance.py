@@ -29,11 +29,14 @@ _ids: list[UUID] = []
 os.register_at_fork(after_in_child=_ids.clear)  # a forked process must not hand out its parent's ids
 
 
+_UNKNOWN = SafeUUID.unknown
+
+
 def _v4(value: int) -> UUID:
     """``UUID(int=value)`` as a version-4 UUID, without the checks ``UUID.__init__`` runs."""
     uid = object.__new__(UUID)
     object.__setattr__(uid, "int", value & _V4_CLEAR | _V4_SET)
-    object.__setattr__(uid, "is_safe", SafeUUID.unknown)
+    object.__setattr__(uid, "is_safe", _UNKNOWN)
     return uid
 
 

@@ -73,7 +73,8 @@ class Activity:
 
 @dataclass(slots=True)
 class InstanceState:
-    """Everything the kernel knows about one instance. Treat as immutable: the kernel copies it."""
+    """Everything the kernel knows about one instance. Treat as immutable: the kernel copies it
+    (and its containers: ``active`` at once, ``joins`` when it changes)."""
 
     instance_id: UUID
     workflow_name: str
@@ -106,7 +107,7 @@ class InstanceState:
             self.data,
             self.started_at,
             dict(self.active),
-            dict(self.joins) if self.joins else {},
+            self.joins,  # copied on write (by _signal)
             self.queued,
             self.completed_at,
             self.error,
@@ -750,9 +751,9 @@ class Kernel:
             count += 1
             any_live = any_live or live
             if count < need:
-                s.joins[target] = (count, any_live)
+                s.joins = {**s.joins, target: (count, any_live)}
                 return
-            s.joins.pop(target, None)
+            s.joins = {name: signals for name, signals in s.joins.items() if name != target}
             live = any_live
         if live:
             self._activate(s, target, at, commands)
