@@ -11,11 +11,10 @@ from uuid import uuid4
 import pytest
 
 import flowdeck_engine.kernel as kernel_module
-from flowdeck_engine import BaseHumanStep, Edge, Kernel, TimerStep, WorkflowStatus
+from flowdeck_engine import BaseHumanStep, Edge, Kernel, StepExecution, TimerStep, WorkflowStatus
 from flowdeck_engine.kernel import (
     CancelRequested,
     OpenTask,
-    RecordStep,
     RunStep,
     StartTimer,
     StepFailed,
@@ -80,7 +79,7 @@ def test_human_step_commands() -> None:
     k = Kernel(definition([Set("a"), Review(), Set("b")], [Edge("a", "review"), Edge("review", "b")]))
     t = k.apply(k.start(uuid4(), {}, T0).state, StepSucceeded("a", 1, T0, T0))
     assert t.state.status is WorkflowStatus.WAITING
-    assert [type(c) for c in t.commands] == [RecordStep, OpenTask]
+    assert [type(c) for c in t.commands] == [StepExecution, OpenTask]
 
 
 def test_stale_and_duplicate_events_return_the_same_state() -> None:
@@ -119,7 +118,8 @@ def test_states_and_records_round_trip_through_json() -> None:
     t = k.apply(k.start(uuid4(), {"x": [1, {"y": None}]}, T0).state, StepSucceeded("a", 1, T0, T0, {"a": True}))
     state = t.state
     assert snapshot(state_from_json(json.loads(json.dumps(state_to_json(state))))) == snapshot(state)
-    record = t.commands[0].execution  # type: ignore[union-attr]
+    record = t.commands[0]
+    assert isinstance(record, StepExecution)
     assert execution_from_json(json.loads(json.dumps(execution_to_json(record)))) == record
 
 

@@ -2,11 +2,12 @@
 
 ``Kernel(definition).apply(state, event)`` returns a :class:`Transition`: the new state and the
 commands the caller must carry out (run a step, open a human task, start a timer, await a
-callback, close a wait, record a step execution). Events, commands and states are plain slotted
-dataclasses treated as immutable (frozen dataclasses cost three times as much to build, and
-these are built for every step). The kernel does no I/O and never reads a clock:
-every event carries its time. It never mutates the state it is given; a stale or duplicate event
-returns the very same state object with no commands, so a shell can tell "nothing to do".
+callback, close a wait, record a step execution: the :class:`StepExecution` itself). Events,
+commands and states are plain slotted dataclasses treated as immutable (frozen dataclasses cost
+three times as much to build, and these are built for every step). The kernel does no I/O and
+never reads a clock: every event carries its time. It never mutates the state it is given; a stale
+or duplicate event returns the very same state object with no commands, so a shell can tell
+"nothing to do".
 
 Branching and joining follow dead-path elimination. Every forward edge out of a finished step
 sends its target a signal, live when the edge was taken, dead when it was not; a step with several
@@ -47,6 +48,8 @@ RUN: Final = "run"
 TASK: Final = "task"
 TIMER: Final = "timer"
 CALLBACK: Final = "callback"
+
+_new = object.__new__
 
 _KIND = {
     StepType.MACHINE: RUN,
@@ -98,24 +101,25 @@ class InstanceState:
         return list(self.active)
 
     def copy(self) -> InstanceState:
-        """A copy whose containers may be changed without touching this state."""
-        return InstanceState(
-            self.instance_id,
-            self.workflow_name,
-            self.workflow_version,
-            self.status,
-            self.data,
-            self.started_at,
-            dict(self.active),
-            self.joins,  # copied on write (by _signal)
-            self.queued,
-            self.completed_at,
-            self.error,
-            self.failed_step,
-            self.terminal_reached,
-            self.seq,
-            self.budget_base,
-        )
+        """A copy whose containers may be changed without touching this state (built without a
+        call of the class: the kernel copies a state for every transition)."""
+        s: InstanceState = _new(InstanceState)
+        s.instance_id = self.instance_id
+        s.workflow_name = self.workflow_name
+        s.workflow_version = self.workflow_version
+        s.status = self.status
+        s.data = self.data
+        s.started_at = self.started_at
+        s.active = dict(self.active)
+        s.joins = self.joins  # copied on write (by _signal)
+        s.queued = self.queued
+        s.completed_at = self.completed_at
+        s.error = self.error
+        s.failed_step = self.failed_step
+        s.terminal_reached = self.terminal_reached
+        s.seq = self.seq
+        s.budget_base = self.budget_base
+        return s
 
 
 _RUN_FIRST = Activity(RUN)
@@ -312,14 +316,8 @@ class Emit:
     payload: dict[str, Any]
 
 
-@dataclass(slots=True)
-class RecordStep:
-    """Append ``execution`` to the instance's step history."""
-
-    execution: StepExecution
-
-
-Command = RunStep | OpenTask | ReassignTask | StartTimer | AwaitCallback | CloseWait | RecordStep | Emit
+Command = RunStep | OpenTask | ReassignTask | StartTimer | AwaitCallback | CloseWait | StepExecution | Emit
+"""What a transition asks of its caller; a :class:`StepExecution` means "append it to the history"."""
 
 
 @dataclass(slots=True)
@@ -493,9 +491,7 @@ class Kernel:
             s.data = data
         plan = self._steps[name]
         commands: list[Command] = [
-            RecordStep(
-                StepExecution(name, plan.step_type, StepStatus.SUCCEEDED, e.started_at, e.at, e.attempt, e.result)
-            )
+            StepExecution(name, plan.step_type, StepStatus.SUCCEEDED, e.started_at, e.at, e.attempt, e.result)
         ]
         for kind, payload in e.emitted:
             commands.append(Emit(name, kind, payload))
@@ -508,9 +504,7 @@ class Kernel:
         plan = self._steps[e.step]
         error = f"{e.error_type}: {e.message}"
         commands: list[Command] = [
-            RecordStep(
-                StepExecution(e.step, plan.step_type, StepStatus.FAILED, e.started_at, e.at, e.attempt, error=error)
-            )
+            StepExecution(e.step, plan.step_type, StepStatus.FAILED, e.started_at, e.at, e.attempt, error=error)
         ]
         if e.retryable and plan.retry.allows_retry(e.attempt, e.error_type):
             delay = plan.retry.delay_after(e.attempt)
@@ -528,9 +522,7 @@ class Kernel:
         s = state.copy()
         del s.active[e.step]
         plan = self._steps[e.step]
-        commands: list[Command] = [
-            RecordStep(StepExecution(e.step, plan.step_type, StepStatus.SKIPPED, e.at, e.at, e.attempt))
-        ]
+        commands: list[Command] = [StepExecution(e.step, plan.step_type, StepStatus.SKIPPED, e.at, e.at, e.attempt)]
         return self._go_on(s, plan, e.at, commands)
 
     def _waiting(self, state: InstanceState, step: str, kind: str, action: str) -> None:
@@ -547,17 +539,15 @@ class Kernel:
         s.data = {**s.data, **e.data}
         plan = self._steps[e.step]
         commands: list[Command] = [
-            RecordStep(
-                StepExecution(
-                    e.step,
-                    plan.step_type,
-                    StepStatus.SUCCEEDED,
-                    since,
-                    e.at,
-                    1,
-                    dict(e.data),
-                    completed_by=e.user_id,
-                )
+            StepExecution(
+                e.step,
+                plan.step_type,
+                StepStatus.SUCCEEDED,
+                since,
+                e.at,
+                1,
+                dict(e.data),
+                completed_by=e.user_id,
             )
         ]
         return self._go_on(s, plan, e.at, commands)
@@ -570,7 +560,7 @@ class Kernel:
         del s.active[e.step]
         plan = self._steps[e.step]
         commands: list[Command] = [
-            RecordStep(StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, act.since or e.at, e.at, 1))
+            StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, act.since or e.at, e.at, 1)
         ]
         return self._go_on(s, plan, e.at, commands)
 
@@ -587,7 +577,7 @@ class Kernel:
         else:
             s.data = {**s.data, e.step: e.payload}
         commands: list[Command] = [
-            RecordStep(StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, since, e.at, 1, e.payload))
+            StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, since, e.at, 1, e.payload)
         ]
         return self._go_on(s, plan, e.at, commands)
 
@@ -611,15 +601,11 @@ class Kernel:
             commands.append(CloseWait(e.step, TASK))
         if any(edge.on_timeout for edge in plan.out):
             error = "timed out: took the on_timeout edge"
-            commands.append(
-                RecordStep(StepExecution(e.step, plan.step_type, StepStatus.CANCELED, since, e.at, 1, error=error))
-            )
+            commands.append(StepExecution(e.step, plan.step_type, StepStatus.CANCELED, since, e.at, 1, error=error))
             self._leave(s, plan, e.at, commands, timed_out=True)
         else:
             error = "StepTimeoutError: no callback arrived before the timeout"
-            commands.append(
-                RecordStep(StepExecution(e.step, plan.step_type, StepStatus.FAILED, since, e.at, 1, error=error))
-            )
+            commands.append(StepExecution(e.step, plan.step_type, StepStatus.FAILED, since, e.at, 1, error=error))
             self._fail(s, e.step, error, e.at, commands)
         return self._settle(s, e.at, commands)
 
@@ -630,7 +616,7 @@ class Kernel:
         plan = self._steps[e.step]
         error = f"{e.error_type}: {e.message}"
         commands: list[Command] = [
-            RecordStep(StepExecution(e.step, plan.step_type, StepStatus.FAILED, since, e.at, 1, error=error))
+            StepExecution(e.step, plan.step_type, StepStatus.FAILED, since, e.at, 1, error=error)
         ]
         self._fail(s, e.step, error, e.at, commands)
         return self._settle(s, e.at, commands)
@@ -763,7 +749,7 @@ class Kernel:
     def _skip(self, s: InstanceState, name: str, at: datetime, commands: list[Command]) -> None:
         """A step no live path reaches: record it skipped and pass dead signals on."""
         plan = self._steps[name]
-        commands.append(RecordStep(StepExecution(name, plan.step_type, StepStatus.SKIPPED, at, at, 0)))
+        commands.append(StepExecution(name, plan.step_type, StepStatus.SKIPPED, at, at, 0))
         for edge in plan.out:
             if not edge.back:
                 self._signal(s, edge, False, at, commands)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from flowdeck_engine.context import StepExecution
 from flowdeck_engine.enums import TaskStatus
 from flowdeck_engine.exceptions import ConcurrencyError, InstanceNotFoundError
 from flowdeck_engine.instance import HumanTask
-from flowdeck_engine.kernel import CloseWait, OpenTask, ReassignTask, RecordStep, TaskCompleted
+from flowdeck_engine.kernel import CloseWait, OpenTask, ReassignTask, TaskCompleted
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -15,7 +16,6 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from flowdeck_engine.clock import Clock, Scheduled
-    from flowdeck_engine.context import StepExecution
     from flowdeck_engine.enums import WorkflowStatus
     from flowdeck_engine.instance import WorkflowInstance
     from flowdeck_engine.kernel import Event, Transition
@@ -55,8 +55,8 @@ class InMemoryInstanceStore:
     def _apply(self, instance: WorkflowInstance, transition: Transition, cause: Event | None) -> None:
         records: list[StepExecution] = []
         for command in transition.commands:
-            if isinstance(command, RecordStep):
-                records.append(command.execution)
+            if isinstance(command, StepExecution):
+                records.append(command)
             elif isinstance(command, OpenTask):
                 opened = HumanTask.opened(command, instance, transition.at)
                 self._tasks.append(opened)
