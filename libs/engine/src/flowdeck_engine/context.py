@@ -19,6 +19,7 @@ _IMMUTABLE = frozenset(
 )
 """Types (exactly these, not subclasses) whose values nothing can change in place."""
 _MISSING: Any = object()
+_new = object.__new__
 
 
 def private_copy(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -141,17 +142,20 @@ class WorkflowContext:
 
     def with_step(self, step_name: str, data: dict[str, Any] | None = None, attempt: int = 1) -> WorkflowContext:
         """A context for running attempt ``attempt`` of ``step_name``: the same facts, a
-        :func:`private_copy` of ``data`` (of this context's data when None)."""
-        return WorkflowContext(
-            self.workflow_id,
-            self.instance_id,
-            private_copy(self.data if data is None else data),
-            step_name,
-            self.step_history,
-            self.started_at,
-            self.user_id,
-            self.tenant_id,
-            self.metadata,
-            (),
-            attempt,
-        )
+        :func:`private_copy` of ``data`` (of this context's data when None).
+
+        Built without a call of the class (the engine builds one for every step it runs).
+        """
+        context: WorkflowContext = _new(WorkflowContext)
+        context.workflow_id = self.workflow_id
+        context.instance_id = self.instance_id
+        context.data = private_copy(self.data if data is None else data)
+        context.current_step = step_name
+        context.step_history = self.step_history
+        context.started_at = self.started_at
+        context.user_id = self.user_id
+        context.tenant_id = self.tenant_id
+        context.metadata = self.metadata
+        context.emitted = ()
+        context.attempt = attempt
+        return context

@@ -456,6 +456,9 @@ class Kernel:
         d = self.definition
         state = InstanceState(instance_id, d.name, d.version, WorkflowStatus.RUNNING, dict(data), at)
         commands: list[Command] = []
+        first = self._steps[d.initial_step].run
+        if first is not None and (started := self._run_next(state, first, at, commands)) is not None:
+            return started
         self._activate(state, d.initial_step, at, commands)
         return self._settle(state, at, commands)
 
@@ -655,22 +658,24 @@ class Kernel:
     # --- moving on ---------------------------------------------------------------------------------
 
     def _go_on(self, s: InstanceState, plan: _StepPlan, at: datetime, commands: list[Command]) -> Transition:
-        """``plan``'s step is done: leave it and settle. The common case is kept short: one
-        unconditional edge on to a machine step, which runs next."""
+        """``plan``'s step is done: leave it and settle."""
         then = plan.then
-        if (
-            then is not None
-            and then.step not in s.active
-            and not s.queued
-            and s.seq + 1 - s.budget_base <= self._max_transitions
-        ):
-            s.active[then.step] = _RUN_FIRST
-            s.seq += 1
-            s.status = WorkflowStatus.RUNNING
-            commands.append(then)
-            return Transition(s, commands, at)
+        if then is not None and (moved := self._run_next(s, then, at, commands)) is not None:
+            return moved
         self._leave(s, plan, at, commands)
         return self._settle(s, at, commands)
+
+    def _run_next(self, s: InstanceState, run: RunStep, at: datetime, commands: list[Command]) -> Transition | None:
+        """The short way (for the common case) when all that is left to do is run the machine step
+        of ``run`` next: what activating it and settling would do. None when something is in the
+        way (it is under way or queued already, or the transition budget is spent)."""
+        if run.step in s.active or s.queued or s.seq + 1 - s.budget_base > self._max_transitions:
+            return None
+        s.active[run.step] = _RUN_FIRST
+        s.seq += 1
+        s.status = WorkflowStatus.RUNNING
+        commands.append(run)
+        return Transition(s, commands, at)
 
     def _leave(
         self, s: InstanceState, plan: _StepPlan, at: datetime, commands: list[Command], *, timed_out: bool = False

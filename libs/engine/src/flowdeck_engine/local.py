@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from flowdeck_engine.clock import SystemClock
+from flowdeck_engine.context import StepExecution
 from flowdeck_engine.enums import StepType, TaskStatus
 from flowdeck_engine.events import events_for
 from flowdeck_engine.exceptions import (
@@ -390,6 +391,8 @@ class LocalExecutionEngine:
         ready: list[RunStep] = []
         for command in transition.commands:
             kind = type(command)
+            if kind is StepExecution:
+                continue
             if kind is RunStep:
                 run: RunStep = command  # type: ignore[assignment]
                 if run.not_before is None or run.not_before <= transition.at:
