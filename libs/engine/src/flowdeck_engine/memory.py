@@ -8,7 +8,7 @@ from flowdeck_engine.context import StepExecution
 from flowdeck_engine.enums import TaskStatus
 from flowdeck_engine.exceptions import ConcurrencyError, InstanceNotFoundError
 from flowdeck_engine.instance import HumanTask
-from flowdeck_engine.kernel import CloseWait, OpenTask, ReassignTask, TaskCompleted
+from flowdeck_engine.kernel import CloseWait, OpenTask, ReassignTask, RunStep, TaskCompleted
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -57,6 +57,8 @@ class InMemoryInstanceStore:
         for command in transition.commands:
             if isinstance(command, StepExecution):
                 records.append(command)
+            elif isinstance(command, RunStep):
+                continue  # the engine's to run
             elif isinstance(command, OpenTask):
                 opened = HumanTask.opened(command, instance, transition.at)
                 self._tasks.append(opened)
@@ -111,6 +113,8 @@ class ClockDispatcher:
 
     def cancel(self, instance_id: UUID, step: str) -> None:
         """Call off the wake-up of this step, if any."""
+        if not self._scheduled:
+            return
         scheduled = self._scheduled.pop((instance_id, step), None)
         if scheduled is not None:
             scheduled.cancel()
