@@ -147,3 +147,18 @@ def test_changes_count_a_copied_value_only_when_it_differs_type_for_type() -> No
     assert changes(before, after) == ({"n": 2, "l": [1, {"k": True}]}, ("gone",))
     flat = {"n": 1, "s": "x"}
     assert private_copy(flat) == flat and private_copy(flat) is not flat
+
+
+def test_apply_in_place_changes_the_given_state_into_what_a_copy_would_become() -> None:
+    k = Kernel(definition([Set("a"), Set("b"), Set("c")], [Edge("a", "b"), Edge("b", "c")]))
+    start = k.start(uuid4(), {"x": 1}, T0)
+    first = k.apply(start.state, StepSucceeded("a", 1, T0, T0, {"x": 1, "a": True}, start.state.data))
+    event = StepSucceeded("b", 1, T0, T0, {"x": 1, "a": True, "b": True}, first.state.data)
+    copied = k.apply(first.state, event)
+    assert copied.state is not first.state
+    expected = snapshot(copied.state)
+    in_place = k.apply(first.state, event, in_place=True)
+    assert in_place.state is first.state
+    assert snapshot(in_place.state) == expected and in_place.commands == copied.commands
+    stale = k.apply(in_place.state, event, in_place=True)
+    assert not stale.commands and snapshot(stale.state) == expected

@@ -432,7 +432,7 @@ class Kernel:
         self._max_transitions = self.limits.max_transitions
         self.steps: dict[str, Step] = {name: plan.step for name, plan in steps.items()}
         """The step objects by name."""
-        self._handlers: dict[type, Callable[[InstanceState, Any], Transition]] = {
+        self._handlers: dict[type, Callable[[InstanceState, Any, bool], Transition]] = {
             StepSucceeded: self._on_succeeded,
             StepFailed: self._on_failed,
             StepSkipped: self._on_skipped,
@@ -462,14 +462,18 @@ class Kernel:
         self._activate(state, d.initial_step, at, commands)
         return self._settle(state, at, commands)
 
-    def apply(self, state: InstanceState, event: Event) -> Transition:
+    def apply(self, state: InstanceState, event: Event, *, in_place: bool = False) -> Transition:
         """Apply ``event`` to ``state``.
+
+        With ``in_place`` the new state is ``state`` itself, changed, rather than a copy: for a
+        caller that gives ``state`` up (a chain of steps does, for the states between its steps,
+        which no one else has seen). A stale event then shows by its empty commands.
 
         Raises :class:`InvalidTransitionError` (or its subclass :class:`TaskNotFoundError`) when
         the event is a request that does not fit the state, such as completing a task that is not
         open or canceling a finished instance. Stale machine results and late timers are ignored.
         """
-        return self._handlers[type(event)](state, event)
+        return self._handlers[type(event)](state, event, in_place)
 
     # --- handlers --------------------------------------------------------------------------------
 
@@ -477,12 +481,12 @@ class Kernel:
         act = state.active.get(step)
         return act is not None and act.kind == RUN and act.attempt == attempt and state.status not in _FINAL
 
-    def _on_succeeded(self, state: InstanceState, e: StepSucceeded) -> Transition:
+    def _on_succeeded(self, state: InstanceState, e: StepSucceeded, in_place: bool) -> Transition:
         name = e.step
         act = state.active.get(name)
         if act is None or act.kind != RUN or act.attempt != e.attempt or state.status in _FINAL:
             return Transition(state, (), e.at)
-        s = state.copy()
+        s = state if in_place else state.copy()
         del s.active[name]
         data = e.data
         if data is not None:
@@ -500,10 +504,10 @@ class Kernel:
             commands.append(Emit(name, kind, payload))
         return self._go_on(s, plan, e.at, commands)
 
-    def _on_failed(self, state: InstanceState, e: StepFailed) -> Transition:
+    def _on_failed(self, state: InstanceState, e: StepFailed, in_place: bool) -> Transition:
         if not self._running(state, e.step, e.attempt):
             return Transition(state, (), e.at)
-        s = state.copy()
+        s = state if in_place else state.copy()
         plan = self._steps[e.step]
         error = f"{e.error_type}: {e.message}"
         commands: list[Command] = [
@@ -519,10 +523,10 @@ class Kernel:
             self._fail(s, e.step, error, e.at, commands)
         return self._settle(s, e.at, commands)
 
-    def _on_skipped(self, state: InstanceState, e: StepSkipped) -> Transition:
+    def _on_skipped(self, state: InstanceState, e: StepSkipped, in_place: bool) -> Transition:
         if not self._running(state, e.step, e.attempt):
             return Transition(state, (), e.at)
-        s = state.copy()
+        s = state if in_place else state.copy()
         del s.active[e.step]
         plan = self._steps[e.step]
         commands: list[Command] = [StepExecution(e.step, plan.step_type, StepStatus.SKIPPED, e.at, e.at, e.attempt)]
@@ -535,9 +539,9 @@ class Kernel:
         if act is None or act.kind != kind:
             raise TaskNotFoundError(state.instance_id, step, action)
 
-    def _on_task_completed(self, state: InstanceState, e: TaskCompleted) -> Transition:
+    def _on_task_completed(self, state: InstanceState, e: TaskCompleted, in_place: bool) -> Transition:
         self._waiting(state, e.step, TASK, "complete task")
-        s = state.copy()
+        s = state if in_place else state.copy()
         since = s.active.pop(e.step).since or e.at
         s.data = {**s.data, **e.data}
         plan = self._steps[e.step]
@@ -555,11 +559,11 @@ class Kernel:
         ]
         return self._go_on(s, plan, e.at, commands)
 
-    def _on_timer_fired(self, state: InstanceState, e: TimerFired) -> Transition:
+    def _on_timer_fired(self, state: InstanceState, e: TimerFired, in_place: bool) -> Transition:
         act = state.active.get(e.step)
         if act is None or act.kind != TIMER or state.status.is_final:
             return Transition(state, (), e.at)
-        s = state.copy()
+        s = state if in_place else state.copy()
         del s.active[e.step]
         plan = self._steps[e.step]
         commands: list[Command] = [
@@ -567,9 +571,9 @@ class Kernel:
         ]
         return self._go_on(s, plan, e.at, commands)
 
-    def _on_callback(self, state: InstanceState, e: CallbackReceived) -> Transition:
+    def _on_callback(self, state: InstanceState, e: CallbackReceived, in_place: bool) -> Transition:
         self._waiting(state, e.step, CALLBACK, "deliver callback")
-        s = state.copy()
+        s = state if in_place else state.copy()
         since = s.active.pop(e.step).since or e.at
         plan = self._steps[e.step]
         key = getattr(plan.step, "result_key", None)
@@ -584,7 +588,7 @@ class Kernel:
         ]
         return self._go_on(s, plan, e.at, commands)
 
-    def _on_timed_out(self, state: InstanceState, e: WaitTimedOut) -> Transition:
+    def _on_timed_out(self, state: InstanceState, e: WaitTimedOut, in_place: bool) -> Transition:
         act = state.active.get(e.step)
         if act is None or act.kind not in (TASK, CALLBACK) or act.attempt != 1 or state.status in _FINAL:
             return Transition(state, (), e.at)
@@ -592,7 +596,7 @@ class Kernel:
         escalation = getattr(plan.step, "escalation", None) if act.kind == TASK else None
         if act.kind == TASK and escalation is None:
             return Transition(state, (), e.at)
-        s = state.copy()
+        s = state if in_place else state.copy()
         commands: list[Command] = []
         if escalation is not None and escalation.reassign_to:
             s.active[e.step] = Activity(TASK, 2, act.due_at, act.since)  # escalated once: a late duplicate is stale
@@ -612,9 +616,9 @@ class Kernel:
             self._fail(s, e.step, error, e.at, commands)
         return self._settle(s, e.at, commands)
 
-    def _on_wait_failed(self, state: InstanceState, e: WaitFailed) -> Transition:
+    def _on_wait_failed(self, state: InstanceState, e: WaitFailed, in_place: bool) -> Transition:
         self._waiting(state, e.step, CALLBACK, "fail wait")
-        s = state.copy()
+        s = state if in_place else state.copy()
         since = s.active.pop(e.step).since or e.at
         plan = self._steps[e.step]
         error = f"{e.error_type}: {e.message}"
@@ -624,10 +628,10 @@ class Kernel:
         self._fail(s, e.step, error, e.at, commands)
         return self._settle(s, e.at, commands)
 
-    def _on_cancel(self, state: InstanceState, e: CancelRequested) -> Transition:
+    def _on_cancel(self, state: InstanceState, e: CancelRequested, in_place: bool) -> Transition:
         if state.status.is_final:
             raise InvalidTransitionError(state.instance_id, "cancel", f"it is {state.status.value}")
-        s = state.copy()
+        s = state if in_place else state.copy()
         commands: list[Command] = []
         self._close_all(s, commands)
         s.status = WorkflowStatus.CANCELED
@@ -635,7 +639,7 @@ class Kernel:
         s.completed_at = e.at
         return self._settle(s, e.at, commands)
 
-    def _on_retry(self, state: InstanceState, e: RetryRequested) -> Transition:
+    def _on_retry(self, state: InstanceState, e: RetryRequested, in_place: bool) -> Transition:
         if state.status is not WorkflowStatus.FAILED:
             raise InvalidTransitionError(
                 state.instance_id,
@@ -646,7 +650,7 @@ class Kernel:
         if target is None or target not in self._steps:
             reason = f"unknown step {target!r}" if target else "it has no failed step; name a step to retry from"
             raise InvalidTransitionError(state.instance_id, "retry", reason)
-        s = state.copy()
+        s = state if in_place else state.copy()
         s.status = WorkflowStatus.RUNNING
         s.error = s.failed_step = s.completed_at = None
         s.active, s.joins, s.queued = {}, {}, ()

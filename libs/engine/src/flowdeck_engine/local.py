@@ -474,14 +474,15 @@ class LocalExecutionEngine:
 
         The change's commands leave out the steps the chain ran (nothing else is to be done about
         them); a step whose outcome is stale (it cannot be: it was just activated) ends the chain.
+        The states between the chain's steps are its own: the kernel builds each in the one before.
         """
         state = instance.state
         events: list[Event] = []
         commands: list[Command] = []
         while True:
             event = await self._run(instance, kernel, run, state.data, started)
-            transition = kernel.apply(state, event)
-            if transition.state is state:
+            transition = kernel.apply(state, event, in_place=bool(events))
+            if not transition.commands:
                 break
             events.append(event)
             state = transition.state
