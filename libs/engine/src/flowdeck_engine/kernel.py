@@ -354,6 +354,8 @@ class _StepPlan:
     forward_in: int = 0
     run: RunStep | None = None
     """The command that runs this step's first attempt now (machine steps; commands are immutable)."""
+    only: _EdgePlan | None = None
+    """The one way out, when this step has a single unconditional edge (not ``on_timeout``)."""
     then: RunStep | None = None
     """``run`` of the machine step that always runs next, when that is all leaving this step does."""
 
@@ -417,16 +419,10 @@ class Kernel:
             if plan.kind == RUN:
                 plan.run = RunStep(name, 1)
         for plan in steps.values():
-            if len(plan.out) == 1 and not plan.terminal:
-                only = plan.out[0]
-                target = steps[only.target]
-                if (
-                    only.test is None
-                    and not only.default
-                    and not only.on_timeout
-                    and target.kind == RUN
-                    and (only.back or target.forward_in == 1)
-                ):
+            if len(plan.out) == 1 and plan.out[0].test is None and not plan.out[0].default:
+                only = plan.only = None if plan.out[0].on_timeout else plan.out[0]
+                target = steps[plan.out[0].target]
+                if only and not plan.terminal and target.kind == RUN and (only.back or target.forward_in == 1):
                     plan.then = target.run
         self._steps = steps
         self._max_transitions = self.limits.max_transitions
@@ -692,25 +688,24 @@ class Kernel:
         if plan.terminal:
             s.terminal_reached = True
         out = plan.out
-        if out:
-            if len(out) == 1 and out[0].test is None and not out[0].default and not out[0].on_timeout:
-                self._signal(s, out[0], True, at, commands)
-            else:
-                try:
-                    lives = self._choose(s, plan, timed_out)
-                except ConditionError as exc:
-                    self._fail(s, plan.name, f"{type(exc).__name__}: {exc.detail}", at, commands)
+        if plan.only is not None:
+            self._signal(s, plan.only, True, at, commands)
+        elif out:
+            try:
+                lives = self._choose(s, plan, timed_out)
+            except ConditionError as exc:
+                self._fail(s, plan.name, f"{type(exc).__name__}: {exc.detail}", at, commands)
+                return
+            except Exception as exc:  # a Python condition callable raised
+                self._fail(s, plan.name, f"{type(exc).__name__}: {exc}", at, commands)
+                return
+            if not any(lives):
+                self._fail(s, plan.name, "NoPathError: no outgoing edge condition matched", at, commands)
+                return
+            for edge, live in zip(out, lives, strict=True):
+                if s.status is WorkflowStatus.FAILED:
                     return
-                except Exception as exc:  # a Python condition callable raised
-                    self._fail(s, plan.name, f"{type(exc).__name__}: {exc}", at, commands)
-                    return
-                if not any(lives):
-                    self._fail(s, plan.name, "NoPathError: no outgoing edge condition matched", at, commands)
-                    return
-                for edge, live in zip(out, lives, strict=True):
-                    if s.status is WorkflowStatus.FAILED:
-                        return
-                    self._signal(s, edge, live, at, commands)
+                self._signal(s, edge, live, at, commands)
         if plan.name in s.queued and s.status is not WorkflowStatus.FAILED:
             queued = list(s.queued)
             queued.remove(plan.name)

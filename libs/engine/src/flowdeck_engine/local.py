@@ -326,6 +326,10 @@ class LocalExecutionEngine:
     async def _load(self, instance_id: UUID) -> tuple[WorkflowInstance, Kernel]:
         instance = await self.persistence.load(instance_id)
         try:
+            return instance, self.registry.kernel(instance.definition)
+        except WorkflowNotFoundError:  # a definition object this registry does not hold: look it up by name
+            pass
+        try:
             definition = self.registry.get_definition(instance.workflow_name, instance.workflow_version)
         except WorkflowNotFoundError:
             raise InvalidTransitionError(
