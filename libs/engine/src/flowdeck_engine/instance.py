@@ -83,6 +83,8 @@ class WorkflowInstance:
             created_by,
             tenant_id,
             metadata if metadata is not None else {},
+            (),
+            1,
         )
         self.created_by = created_by
         self.version = version

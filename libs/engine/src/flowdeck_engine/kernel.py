@@ -496,8 +496,8 @@ class Kernel:
         commands: list[Command] = [
             StepExecution(name, plan.step_type, StepStatus.SUCCEEDED, e.started_at, e.at, e.attempt, e.result)
         ]
-        for kind, payload in e.emitted:
-            commands.append(Emit(name, kind, payload))
+        if e.emitted:
+            commands.extend(Emit(name, kind, payload) for kind, payload in e.emitted)
         return self._go_on(s, plan, e.at, commands)
 
     def _on_failed(self, state: InstanceState, e: StepFailed, in_place: bool) -> Transition:
@@ -542,16 +542,7 @@ class Kernel:
         s.data = {**s.data, **e.data}
         plan = self._steps[e.step]
         commands: list[Command] = [
-            StepExecution(
-                e.step,
-                plan.step_type,
-                StepStatus.SUCCEEDED,
-                since,
-                e.at,
-                1,
-                dict(e.data),
-                completed_by=e.user_id,
-            )
+            StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, since, e.at, 1, dict(e.data), None, e.user_id)
         ]
         return self._go_on(s, plan, e.at, commands)
 
