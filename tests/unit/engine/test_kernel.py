@@ -11,11 +11,10 @@ from uuid import uuid4
 import pytest
 
 import flowdeck_engine.kernel as kernel_module
-from flowdeck_engine import BaseHumanStep, Edge, Kernel, TimerStep, WorkflowStatus
+from flowdeck_engine import BaseHumanStep, Edge, Kernel, StepExecution, TimerStep, WorkflowStatus
 from flowdeck_engine.kernel import (
     CancelRequested,
     OpenTask,
-    RecordStep,
     RunStep,
     StartTimer,
     StepFailed,
@@ -80,7 +79,7 @@ def test_human_step_commands() -> None:
     k = Kernel(definition([Set("a"), Review(), Set("b")], [Edge("a", "review"), Edge("review", "b")]))
     t = k.apply(k.start(uuid4(), {}, T0).state, StepSucceeded("a", 1, T0, T0))
     assert t.state.status is WorkflowStatus.WAITING
-    assert [type(c) for c in t.commands] == [RecordStep, OpenTask]
+    assert [type(c) for c in t.commands] == [StepExecution, OpenTask]
 
 
 def test_stale_and_duplicate_events_return_the_same_state() -> None:
@@ -119,7 +118,8 @@ def test_states_and_records_round_trip_through_json() -> None:
     t = k.apply(k.start(uuid4(), {"x": [1, {"y": None}]}, T0).state, StepSucceeded("a", 1, T0, T0, {"a": True}))
     state = t.state
     assert snapshot(state_from_json(json.loads(json.dumps(state_to_json(state))))) == snapshot(state)
-    record = t.commands[0].execution  # type: ignore[union-attr]
+    record = t.commands[0]
+    assert isinstance(record, StepExecution)
     assert execution_from_json(json.loads(json.dumps(execution_to_json(record)))) == record
 
 
@@ -132,3 +132,33 @@ def test_new_ids_are_random_version_4_uuids() -> None:
     assert len(set(ids)) == 2000
     assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in ids)
     assert {u.int >> 127 for u in ids} == {0, 1}  # the top bit varies: the bits are random
+
+
+def test_changes_count_a_copied_value_only_when_it_differs_type_for_type() -> None:
+    from flowdeck_engine.context import changes, private_copy
+
+    before = {"n": 1, "l": [1, {"k": 1.0}], "gone": "x"}
+    after = private_copy(before)
+    assert after["l"] is not before["l"]  # mutable values are copied
+    assert changes(before, after) == ({}, ())
+    after["l"][1]["k"] = True  # equal to 1.0, but not the same value
+    after["n"] = 2
+    del after["gone"]
+    assert changes(before, after) == ({"n": 2, "l": [1, {"k": True}]}, ("gone",))
+    flat = {"n": 1, "s": "x"}
+    assert private_copy(flat) == flat and private_copy(flat) is not flat
+
+
+def test_apply_in_place_changes_the_given_state_into_what_a_copy_would_become() -> None:
+    k = Kernel(definition([Set("a"), Set("b"), Set("c")], [Edge("a", "b"), Edge("b", "c")]))
+    start = k.start(uuid4(), {"x": 1}, T0)
+    first = k.apply(start.state, StepSucceeded("a", 1, T0, T0, {"x": 1, "a": True}, start.state.data))
+    event = StepSucceeded("b", 1, T0, T0, {"x": 1, "a": True, "b": True}, first.state.data)
+    copied = k.apply(first.state, event)
+    assert copied.state is not first.state
+    expected = snapshot(copied.state)
+    in_place = k.apply(first.state, event, in_place=True)
+    assert in_place.state is first.state
+    assert snapshot(in_place.state) == expected and in_place.commands == copied.commands
+    stale = k.apply(in_place.state, event, in_place=True)
+    assert not stale.commands and snapshot(stale.state) == expected

@@ -338,6 +338,69 @@ async def test_failure_after_retries_fails_with_error_and_context_preserved(h: H
     ]
 
 
+class Spoil(BaseMachineStep):
+    """Changes nested values in place (what it saw first is kept in ``seen``), then fails."""
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.seen: list[Any] = []
+
+    async def execute(self, context: WorkflowContext) -> None:
+        order = context.get("order")
+        self.seen.append(repr(context.data))
+        order["items"].append("spoiled")
+        order["total"] = -1
+        context.data["tags"][0] = "spoiled"
+        context.set("top", "spoiled")
+        raise RuntimeError("spoiled")
+
+
+async def test_a_failed_step_leaves_the_data_untouched_at_every_depth(h: Harness) -> None:
+    spoil = Spoil("spoil", retry_policy=RetryPolicy(max_attempts=2, initial_interval=timedelta(0)))
+    h.register(definition([Set("a"), spoil], [Edge("a", "spoil")]))
+    items = ["book"]
+    instance = await h.engine.start_workflow("wf", initial_data={"order": {"items": items, "total": 5}, "tags": ["x"]})
+    assert instance.status is WorkflowStatus.FAILED
+    expected = {"order": {"items": ["book"], "total": 5}, "tags": ["x"], "a": True, "trail": ["a"]}
+    assert instance.context.data == expected
+    assert items == ["book"]  # nor the caller's objects
+    assert spoil.seen[0] == spoil.seen[1] == repr(expected)  # the retry saw the data as it was
+
+
+class Append(BaseMachineStep):
+    """Appends its name to the list at ``key``, in place; with ``wait``, after letting others run first."""
+
+    def __init__(self, name: str, key: str, wait: bool = False) -> None:
+        super().__init__(name)
+        self.key, self.wait = key, wait
+
+    async def execute(self, context: WorkflowContext) -> None:
+        if self.wait:
+            for _ in range(5):
+                await asyncio.sleep(0)
+        context.get(self.key).append(self.name)
+
+
+async def test_nested_changes_of_a_step_that_succeeds_are_kept(h: Harness) -> None:
+    h.register(definition([Append("a", "log"), Append("b", "log")], [Edge("a", "b")]))
+    log = ["start"]
+    instance = await h.engine.start_workflow("wf", initial_data={"log": log})
+    assert instance.status is WorkflowStatus.COMPLETED
+    assert instance.context.get("log") == ["start", "a", "b"]
+    assert log == ["start"]
+
+
+async def test_concurrent_branches_keep_each_others_nested_changes(h: Harness) -> None:
+    steps = [Set("start"), Append("left", "l"), Append("right", "r", wait=True), Set("end")]
+    edges = [Edge("start", "left"), Edge("start", "right"), Edge("left", "end"), Edge("right", "end")]
+    h.register(definition(steps, edges))
+    instance = await h.engine.start_workflow("wf", initial_data={"l": [], "r": []})
+    assert instance.status is WorkflowStatus.COMPLETED
+    # right saved after left, from data it copied before left's change: left's change is kept
+    assert [r.step_name for r in instance.step_history][1:3] == ["left", "right"]
+    assert (instance.context.get("l"), instance.context.get("r")) == (["left"], ["right"])
+
+
 async def test_retry_policy_recovers(h: Harness) -> None:
     boom = Boom("flaky", failures=2, retry_policy=RetryPolicy(max_attempts=3, initial_interval=timedelta(0)))
     h.register(definition([boom, Set("z")], [Edge("flaky", "z")]))

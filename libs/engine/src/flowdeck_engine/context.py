@@ -2,14 +2,81 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 if TYPE_CHECKING:
-    from datetime import datetime
-    from uuid import UUID
+    from collections.abc import Mapping
 
     from flowdeck_engine.enums import StepStatus, StepType
+
+_IMMUTABLE = frozenset(
+    {str, int, float, bool, type(None), bytes, complex, Decimal, datetime, date, time, timedelta, UUID}
+)
+"""Types (exactly these, not subclasses) whose values nothing can change in place."""
+_MISSING: Any = object()
+_new = object.__new__
+
+
+def private_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` that may be changed at any depth without touching ``data``.
+
+    When every value is immutable (the common case) a copy of the top level is all it takes;
+    otherwise the values are copied deeply. A value that cannot be copied (a lock, a client:
+    not data) stays shared.
+    """
+    if _IMMUTABLE.issuperset(map(type, data.values())):
+        return dict(data)
+    try:
+        return copy.deepcopy(dict(data))
+    except Exception:
+        return {key: _copied(value) for key, value in data.items()}
+
+
+def _copied(value: Any) -> Any:
+    try:
+        return copy.deepcopy(value)
+    except Exception:
+        return value
+
+
+def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """What changed from ``before`` to ``after`` (a :func:`private_copy` of it, then changed by a
+    step): the keys set, with their values, and the keys removed.
+
+    A key counts as set when its value is another object, except a copy of a mutable value that
+    still equals the original: so a step that left a nested value alone does not overwrite what a
+    concurrent branch saved meanwhile.
+    """
+    updates = {
+        key: value
+        for key, value in after.items()
+        if (old := before.get(key, _MISSING)) is not value
+        and (old is _MISSING or type(old) in _IMMUTABLE or not _same(old, value))
+    }
+    removed = tuple(k for k in before if k not in after) if len(after) < len(before) + len(updates) else ()
+    return updates, removed
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether ``b`` is an unchanged copy of ``a`` (types must match at every level: 1 is not True)."""
+    if a is b:
+        return True
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if kind is dict:
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    if kind is list or kind is tuple:
+        return len(a) == len(b) and all(map(_same, a, b))
+    try:
+        return bool(a == b)
+    except Exception:  # an == that does not answer yes or no (an array's): count it as changed
+        return False
 
 
 @dataclass(slots=True)
@@ -32,9 +99,9 @@ class WorkflowContext:
     """Execution context passed between steps: the instance's data plus who and where.
 
     ``data`` is the instance's mutable data dictionary; ``get`` and ``set`` read and write it.
-    The engine hands each step execution its own copy of the top level of ``data`` and keeps the
-    changes only when the step succeeds, so a failed step leaves the context as it was. Replace
-    nested values with ``set`` rather than mutating them in place.
+    The engine hands each step execution its own copy of ``data`` (deep where values are mutable,
+    see :func:`private_copy`) and keeps the changes only when the step succeeds, so a failed step
+    leaves the context as it was, nested values included.
     """
 
     workflow_id: UUID
@@ -46,7 +113,7 @@ class WorkflowContext:
     user_id: str | None = None
     tenant_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    emitted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    emitted: tuple[tuple[str, dict[str, Any]], ...] = ()
     """Events the running step published with :meth:`emit` (kept only if the step succeeds)."""
     attempt: int = 1
     """Which attempt of ``current_step`` this is (retries count up)."""
@@ -71,19 +138,24 @@ class WorkflowContext:
 
         It reaches the engine's event bus as a :class:`~flowdeck_engine.events.CustomEvent`.
         """
-        self.emitted.append((event_type, dict(payload or {})))
+        self.emitted = (*self.emitted, (event_type, dict(payload or {})))
 
-    def with_step(self, step_name: str, data: dict[str, Any] | None = None) -> WorkflowContext:
-        """A context for running ``step_name``: the same facts, a copy of the top level of ``data``
-        (of this context's data when None)."""
-        return WorkflowContext(
-            self.workflow_id,
-            self.instance_id,
-            dict(self.data if data is None else data),
-            step_name,
-            self.step_history,
-            self.started_at,
-            self.user_id,
-            self.tenant_id,
-            self.metadata,
-        )
+    def with_step(self, step_name: str, data: dict[str, Any] | None = None, attempt: int = 1) -> WorkflowContext:
+        """A context for running attempt ``attempt`` of ``step_name``: the same facts, a
+        :func:`private_copy` of ``data`` (of this context's data when None).
+
+        Built without a call of the class (the engine builds one for every step it runs).
+        """
+        context: WorkflowContext = _new(WorkflowContext)
+        context.workflow_id = self.workflow_id
+        context.instance_id = self.instance_id
+        context.data = private_copy(self.data if data is None else data)
+        context.current_step = step_name
+        context.step_history = self.step_history
+        context.started_at = self.started_at
+        context.user_id = self.user_id
+        context.tenant_id = self.tenant_id
+        context.metadata = self.metadata
+        context.emitted = ()
+        context.attempt = attempt
+        return context

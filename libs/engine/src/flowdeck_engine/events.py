@@ -6,8 +6,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from flowdeck_engine.context import StepExecution
 from flowdeck_engine.enums import StepStatus, StepType, WorkflowStatus
-from flowdeck_engine.kernel import Emit, OpenTask, ReassignTask, RecordStep, TaskCompleted
+from flowdeck_engine.kernel import Emit, OpenTask, ReassignTask, TaskCompleted
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -172,8 +173,10 @@ def events_for(
     if isinstance(cause, TaskCompleted):
         out.append(HumanTaskCompleted(**base, timestamp=at, step_name=cause.step, user_id=cause.user_id))
     for command in transition.commands:
-        if isinstance(command, RecordStep) and command.execution.attempt:
-            ex = command.execution
+        if isinstance(command, StepExecution):
+            ex = command
+            if not ex.attempt:  # a step no live path reached: skipped, never executed
+                continue
             out.append(
                 StepExecuted(
                     **base,

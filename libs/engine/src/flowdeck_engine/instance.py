@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from uuid import UUID, uuid4
+from uuid import UUID, SafeUUID
 
 from flowdeck_engine.context import WorkflowContext
 from flowdeck_engine.enums import TaskStatus
@@ -24,9 +24,31 @@ _V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _V4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
+_BATCH = 64
+_ids: list[UUID] = []
+os.register_at_fork(after_in_child=_ids.clear)  # a forked process must not hand out its parent's ids
+
+
+_UNKNOWN = SafeUUID.unknown
+
+
+def _v4(value: int) -> UUID:
+    """``UUID(int=value)`` as a version-4 UUID, without the checks ``UUID.__init__`` runs."""
+    uid = object.__new__(UUID)
+    object.__setattr__(uid, "int", value & _V4_CLEAR | _V4_SET)
+    object.__setattr__(uid, "is_safe", _UNKNOWN)
+    return uid
+
+
 def new_id() -> UUID:
-    """A random version-4 UUID, as :func:`uuid.uuid4` makes, at half its cost (no version fix-up call)."""
-    return UUID(int=int.from_bytes(os.urandom(16)) & _V4_CLEAR | _V4_SET)
+    """A random version-4 UUID from ``os.urandom``, as :func:`uuid.uuid4` makes, at a third of its cost:
+    the random bytes are read ``_BATCH`` ids at a time (``list.pop`` is atomic, so threads never share one)."""
+    try:
+        return _ids.pop()
+    except IndexError:
+        raw = os.urandom(16 * _BATCH)
+        _ids.extend([_v4(int.from_bytes(raw[i : i + 16])) for i in range(0, 16 * _BATCH, 16)])
+        return _ids.pop()
 
 
 class WorkflowInstance:
@@ -61,6 +83,8 @@ class WorkflowInstance:
             created_by,
             tenant_id,
             metadata if metadata is not None else {},
+            (),
+            1,
         )
         self.created_by = created_by
         self.version = version
@@ -160,7 +184,7 @@ class HumanTask:
     reminder_at: datetime | None
     created_at: datetime
     tenant_id: str | None = None
-    id: UUID = field(default_factory=uuid4)
+    id: UUID = field(default_factory=new_id)
     status: TaskStatus = TaskStatus.PENDING
     completed_at: datetime | None = None
     completed_by: str | None = None

@@ -2,11 +2,12 @@
 
 ``Kernel(definition).apply(state, event)`` returns a :class:`Transition`: the new state and the
 commands the caller must carry out (run a step, open a human task, start a timer, await a
-callback, close a wait, record a step execution). Events, commands and states are plain slotted
-dataclasses treated as immutable (frozen dataclasses cost three times as much to build, and
-these are built for every step). The kernel does no I/O and never reads a clock:
-every event carries its time. It never mutates the state it is given; a stale or duplicate event
-returns the very same state object with no commands, so a shell can tell "nothing to do".
+callback, close a wait, record a step execution: the :class:`StepExecution` itself). Events,
+commands and states are plain slotted dataclasses treated as immutable (frozen dataclasses cost
+three times as much to build, and these are built for every step). The kernel does no I/O and
+never reads a clock: every event carries its time. It never mutates the state it is given; a stale
+or duplicate event returns the very same state object with no commands, so a shell can tell
+"nothing to do".
 
 Branching and joining follow dead-path elimination. Every forward edge out of a finished step
 sends its target a signal, live when the edge was taken, dead when it was not; a step with several
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from flowdeck_engine.conditions import compile_condition
-from flowdeck_engine.context import StepExecution, WorkflowContext
+from flowdeck_engine.context import StepExecution, WorkflowContext, changes
 from flowdeck_engine.enums import GatewayMode, StepStatus, StepType, WorkflowStatus
 from flowdeck_engine.exceptions import (
     ConditionError,
@@ -47,6 +48,8 @@ RUN: Final = "run"
 TASK: Final = "task"
 TIMER: Final = "timer"
 CALLBACK: Final = "callback"
+
+_new = object.__new__
 
 _KIND = {
     StepType.MACHINE: RUN,
@@ -73,7 +76,8 @@ class Activity:
 
 @dataclass(slots=True)
 class InstanceState:
-    """Everything the kernel knows about one instance. Treat as immutable: the kernel copies it."""
+    """Everything the kernel knows about one instance. Treat as immutable: the kernel copies it
+    (and its containers: ``active`` at once, ``joins`` when it changes)."""
 
     instance_id: UUID
     workflow_name: str
@@ -97,24 +101,25 @@ class InstanceState:
         return list(self.active)
 
     def copy(self) -> InstanceState:
-        """A copy whose containers may be changed without touching this state."""
-        return InstanceState(
-            self.instance_id,
-            self.workflow_name,
-            self.workflow_version,
-            self.status,
-            self.data,
-            self.started_at,
-            dict(self.active),
-            dict(self.joins) if self.joins else {},
-            self.queued,
-            self.completed_at,
-            self.error,
-            self.failed_step,
-            self.terminal_reached,
-            self.seq,
-            self.budget_base,
-        )
+        """A copy whose containers may be changed without touching this state (built without a
+        call of the class: the kernel copies a state for every transition)."""
+        s: InstanceState = _new(InstanceState)
+        s.instance_id = self.instance_id
+        s.workflow_name = self.workflow_name
+        s.workflow_version = self.workflow_version
+        s.status = self.status
+        s.data = self.data
+        s.started_at = self.started_at
+        s.active = dict(self.active)
+        s.joins = self.joins  # copied on write (by _signal)
+        s.queued = self.queued
+        s.completed_at = self.completed_at
+        s.error = self.error
+        s.failed_step = self.failed_step
+        s.terminal_reached = self.terminal_reached
+        s.seq = self.seq
+        s.budget_base = self.budget_base
+        return s
 
 
 _RUN_FIRST = Activity(RUN)
@@ -126,14 +131,20 @@ _FINAL = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowSta
 
 @dataclass(slots=True)
 class StepSucceeded:
-    """A running step finished. ``updates``/``removed`` are its changes to the data's top level."""
+    """A running step finished, leaving ``data`` (None: it changed nothing), its own copy of
+    ``base``, the data it was given.
+
+    When the instance's data is still ``base``, ``data`` becomes its data (the step's copy is not
+    copied again); otherwise (a concurrent branch saved first) only what the step changed from
+    ``base`` is applied: all of ``data`` when ``base`` is None.
+    """
 
     step: str
     attempt: int
     at: datetime
     started_at: datetime
-    updates: Mapping[str, Any] | None = None
-    removed: tuple[str, ...] = ()
+    data: dict[str, Any] | None = None
+    base: Mapping[str, Any] | None = None
     result: Any = None
     emitted: Sequence[tuple[str, dict[str, Any]]] = ()
 
@@ -305,14 +316,8 @@ class Emit:
     payload: dict[str, Any]
 
 
-@dataclass(slots=True)
-class RecordStep:
-    """Append ``execution`` to the instance's step history."""
-
-    execution: StepExecution
-
-
-Command = RunStep | OpenTask | ReassignTask | StartTimer | AwaitCallback | CloseWait | RecordStep | Emit
+Command = RunStep | OpenTask | ReassignTask | StartTimer | AwaitCallback | CloseWait | StepExecution | Emit
+"""What a transition asks of its caller; a :class:`StepExecution` means "append it to the history"."""
 
 
 @dataclass(slots=True)
@@ -347,8 +352,12 @@ class _StepPlan:
     gateway: GatewayMode | None
     out: tuple[_EdgePlan, ...] = ()
     forward_in: int = 0
-    then_run: str | None = None
-    """The machine step that always runs next, when that is all leaving this step does."""
+    run: RunStep | None = None
+    """The command that runs this step's first attempt now (machine steps; commands are immutable)."""
+    only: _EdgePlan | None = None
+    """The one way out, when this step has a single unconditional edge (not ``on_timeout``)."""
+    then: RunStep | None = None
+    """``run`` of the machine step that always runs next, when that is all leaving this step does."""
 
 
 def _condition_test(source: str) -> Callable[[InstanceState], bool]:
@@ -407,22 +416,19 @@ class Kernel:
                 steps[edge.target].forward_in += 1
         for name, plan in steps.items():
             plan.out = tuple(outs[name])
+            if plan.kind == RUN:
+                plan.run = RunStep(name, 1)
         for plan in steps.values():
-            if len(plan.out) == 1 and not plan.terminal:
-                only = plan.out[0]
-                target = steps[only.target]
-                if (
-                    only.test is None
-                    and not only.default
-                    and not only.on_timeout
-                    and target.kind == RUN
-                    and (only.back or target.forward_in == 1)
-                ):
-                    plan.then_run = target.name
+            if len(plan.out) == 1 and plan.out[0].test is None and not plan.out[0].default:
+                only = plan.only = None if plan.out[0].on_timeout else plan.out[0]
+                target = steps[plan.out[0].target]
+                if only and not plan.terminal and target.kind == RUN and (only.back or target.forward_in == 1):
+                    plan.then = target.run
         self._steps = steps
+        self._max_transitions = self.limits.max_transitions
         self.steps: dict[str, Step] = {name: plan.step for name, plan in steps.items()}
         """The step objects by name."""
-        self._handlers: dict[type, Callable[[InstanceState, Any], Transition]] = {
+        self._handlers: dict[type, Callable[[InstanceState, Any, bool], Transition]] = {
             StepSucceeded: self._on_succeeded,
             StepFailed: self._on_failed,
             StepSkipped: self._on_skipped,
@@ -446,17 +452,24 @@ class Kernel:
         d = self.definition
         state = InstanceState(instance_id, d.name, d.version, WorkflowStatus.RUNNING, dict(data), at)
         commands: list[Command] = []
+        first = self._steps[d.initial_step].run
+        if first is not None and (started := self._run_next(state, first, at, commands)) is not None:
+            return started
         self._activate(state, d.initial_step, at, commands)
         return self._settle(state, at, commands)
 
-    def apply(self, state: InstanceState, event: Event) -> Transition:
+    def apply(self, state: InstanceState, event: Event, *, in_place: bool = False) -> Transition:
         """Apply ``event`` to ``state``.
+
+        With ``in_place`` the new state is ``state`` itself, changed, rather than a copy: for a
+        caller that gives ``state`` up (a chain of steps does, for the states between its steps,
+        which no one else has seen). A stale event then shows by its empty commands.
 
         Raises :class:`InvalidTransitionError` (or its subclass :class:`TaskNotFoundError`) when
         the event is a request that does not fit the state, such as completing a task that is not
         open or canceling a finished instance. Stale machine results and late timers are ignored.
         """
-        return self._handlers[type(event)](state, event)
+        return self._handlers[type(event)](state, event, in_place)
 
     # --- handlers --------------------------------------------------------------------------------
 
@@ -464,50 +477,37 @@ class Kernel:
         act = state.active.get(step)
         return act is not None and act.kind == RUN and act.attempt == attempt and state.status not in _FINAL
 
-    def _on_succeeded(self, state: InstanceState, e: StepSucceeded) -> Transition:
+    def _on_succeeded(self, state: InstanceState, e: StepSucceeded, in_place: bool) -> Transition:
         name = e.step
         act = state.active.get(name)
         if act is None or act.kind != RUN or act.attempt != e.attempt or state.status in _FINAL:
             return Transition(state, (), e.at)
-        s = state.copy()
+        s = state if in_place else state.copy()
         del s.active[name]
-        if e.updates or e.removed:
-            data = {**s.data, **e.updates} if e.updates else dict(s.data)
-            for key in e.removed:
-                data.pop(key, None)
+        data = e.data
+        if data is not None:
+            if e.base is not s.data:
+                updates, removed = changes(e.base or {}, data)
+                data = {**s.data, **updates}
+                for key in removed:
+                    data.pop(key, None)
             s.data = data
         plan = self._steps[name]
-        record = RecordStep(
+        commands: list[Command] = [
             StepExecution(name, plan.step_type, StepStatus.SUCCEEDED, e.started_at, e.at, e.attempt, e.result)
-        )
+        ]
         if e.emitted:
-            emitting: list[Command] = [record, *(Emit(name, kind, payload) for kind, payload in e.emitted)]
-            self._leave(s, plan, e.at, emitting)
-            return self._settle(s, e.at, emitting)
-        nxt = plan.then_run
-        if nxt is not None and nxt not in s.active and not s.queued:
-            # the common case, kept short: one unconditional edge on to a machine step
-            s.active[nxt] = _RUN_FIRST
-            s.seq += 1
-            s.status = WorkflowStatus.RUNNING
-            if s.seq - s.budget_base <= self.limits.max_transitions:
-                return Transition(s, [record, RunStep(nxt, 1)], e.at)
-            s.seq -= 1
-            del s.active[nxt]
-        commands: list[Command] = [record]
-        self._leave(s, plan, e.at, commands)
-        return self._settle(s, e.at, commands)
+            commands.extend(Emit(name, kind, payload) for kind, payload in e.emitted)
+        return self._go_on(s, plan, e.at, commands)
 
-    def _on_failed(self, state: InstanceState, e: StepFailed) -> Transition:
+    def _on_failed(self, state: InstanceState, e: StepFailed, in_place: bool) -> Transition:
         if not self._running(state, e.step, e.attempt):
             return Transition(state, (), e.at)
-        s = state.copy()
+        s = state if in_place else state.copy()
         plan = self._steps[e.step]
         error = f"{e.error_type}: {e.message}"
         commands: list[Command] = [
-            RecordStep(
-                StepExecution(e.step, plan.step_type, StepStatus.FAILED, e.started_at, e.at, e.attempt, error=error)
-            )
+            StepExecution(e.step, plan.step_type, StepStatus.FAILED, e.started_at, e.at, e.attempt, error=error)
         ]
         if e.retryable and plan.retry.allows_retry(e.attempt, e.error_type):
             delay = plan.retry.delay_after(e.attempt)
@@ -519,17 +519,14 @@ class Kernel:
             self._fail(s, e.step, error, e.at, commands)
         return self._settle(s, e.at, commands)
 
-    def _on_skipped(self, state: InstanceState, e: StepSkipped) -> Transition:
+    def _on_skipped(self, state: InstanceState, e: StepSkipped, in_place: bool) -> Transition:
         if not self._running(state, e.step, e.attempt):
             return Transition(state, (), e.at)
-        s = state.copy()
+        s = state if in_place else state.copy()
         del s.active[e.step]
         plan = self._steps[e.step]
-        commands: list[Command] = [
-            RecordStep(StepExecution(e.step, plan.step_type, StepStatus.SKIPPED, e.at, e.at, e.attempt))
-        ]
-        self._leave(s, plan, e.at, commands)
-        return self._settle(s, e.at, commands)
+        commands: list[Command] = [StepExecution(e.step, plan.step_type, StepStatus.SKIPPED, e.at, e.at, e.attempt)]
+        return self._go_on(s, plan, e.at, commands)
 
     def _waiting(self, state: InstanceState, step: str, kind: str, action: str) -> None:
         if state.status.is_final:
@@ -538,45 +535,32 @@ class Kernel:
         if act is None or act.kind != kind:
             raise TaskNotFoundError(state.instance_id, step, action)
 
-    def _on_task_completed(self, state: InstanceState, e: TaskCompleted) -> Transition:
+    def _on_task_completed(self, state: InstanceState, e: TaskCompleted, in_place: bool) -> Transition:
         self._waiting(state, e.step, TASK, "complete task")
-        s = state.copy()
+        s = state if in_place else state.copy()
         since = s.active.pop(e.step).since or e.at
         s.data = {**s.data, **e.data}
         plan = self._steps[e.step]
         commands: list[Command] = [
-            RecordStep(
-                StepExecution(
-                    e.step,
-                    plan.step_type,
-                    StepStatus.SUCCEEDED,
-                    since,
-                    e.at,
-                    1,
-                    dict(e.data),
-                    completed_by=e.user_id,
-                )
-            )
+            StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, since, e.at, 1, dict(e.data), None, e.user_id)
         ]
-        self._leave(s, plan, e.at, commands)
-        return self._settle(s, e.at, commands)
+        return self._go_on(s, plan, e.at, commands)
 
-    def _on_timer_fired(self, state: InstanceState, e: TimerFired) -> Transition:
+    def _on_timer_fired(self, state: InstanceState, e: TimerFired, in_place: bool) -> Transition:
         act = state.active.get(e.step)
         if act is None or act.kind != TIMER or state.status.is_final:
             return Transition(state, (), e.at)
-        s = state.copy()
+        s = state if in_place else state.copy()
         del s.active[e.step]
         plan = self._steps[e.step]
         commands: list[Command] = [
-            RecordStep(StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, act.since or e.at, e.at, 1))
+            StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, act.since or e.at, e.at, 1)
         ]
-        self._leave(s, plan, e.at, commands)
-        return self._settle(s, e.at, commands)
+        return self._go_on(s, plan, e.at, commands)
 
-    def _on_callback(self, state: InstanceState, e: CallbackReceived) -> Transition:
+    def _on_callback(self, state: InstanceState, e: CallbackReceived, in_place: bool) -> Transition:
         self._waiting(state, e.step, CALLBACK, "deliver callback")
-        s = state.copy()
+        s = state if in_place else state.copy()
         since = s.active.pop(e.step).since or e.at
         plan = self._steps[e.step]
         key = getattr(plan.step, "result_key", None)
@@ -587,12 +571,11 @@ class Kernel:
         else:
             s.data = {**s.data, e.step: e.payload}
         commands: list[Command] = [
-            RecordStep(StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, since, e.at, 1, e.payload))
+            StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, since, e.at, 1, e.payload)
         ]
-        self._leave(s, plan, e.at, commands)
-        return self._settle(s, e.at, commands)
+        return self._go_on(s, plan, e.at, commands)
 
-    def _on_timed_out(self, state: InstanceState, e: WaitTimedOut) -> Transition:
+    def _on_timed_out(self, state: InstanceState, e: WaitTimedOut, in_place: bool) -> Transition:
         act = state.active.get(e.step)
         if act is None or act.kind not in (TASK, CALLBACK) or act.attempt != 1 or state.status in _FINAL:
             return Transition(state, (), e.at)
@@ -600,7 +583,7 @@ class Kernel:
         escalation = getattr(plan.step, "escalation", None) if act.kind == TASK else None
         if act.kind == TASK and escalation is None:
             return Transition(state, (), e.at)
-        s = state.copy()
+        s = state if in_place else state.copy()
         commands: list[Command] = []
         if escalation is not None and escalation.reassign_to:
             s.active[e.step] = Activity(TASK, 2, act.due_at, act.since)  # escalated once: a late duplicate is stale
@@ -612,34 +595,30 @@ class Kernel:
             commands.append(CloseWait(e.step, TASK))
         if any(edge.on_timeout for edge in plan.out):
             error = "timed out: took the on_timeout edge"
-            commands.append(
-                RecordStep(StepExecution(e.step, plan.step_type, StepStatus.CANCELED, since, e.at, 1, error=error))
-            )
+            commands.append(StepExecution(e.step, plan.step_type, StepStatus.CANCELED, since, e.at, 1, error=error))
             self._leave(s, plan, e.at, commands, timed_out=True)
         else:
             error = "StepTimeoutError: no callback arrived before the timeout"
-            commands.append(
-                RecordStep(StepExecution(e.step, plan.step_type, StepStatus.FAILED, since, e.at, 1, error=error))
-            )
+            commands.append(StepExecution(e.step, plan.step_type, StepStatus.FAILED, since, e.at, 1, error=error))
             self._fail(s, e.step, error, e.at, commands)
         return self._settle(s, e.at, commands)
 
-    def _on_wait_failed(self, state: InstanceState, e: WaitFailed) -> Transition:
+    def _on_wait_failed(self, state: InstanceState, e: WaitFailed, in_place: bool) -> Transition:
         self._waiting(state, e.step, CALLBACK, "fail wait")
-        s = state.copy()
+        s = state if in_place else state.copy()
         since = s.active.pop(e.step).since or e.at
         plan = self._steps[e.step]
         error = f"{e.error_type}: {e.message}"
         commands: list[Command] = [
-            RecordStep(StepExecution(e.step, plan.step_type, StepStatus.FAILED, since, e.at, 1, error=error))
+            StepExecution(e.step, plan.step_type, StepStatus.FAILED, since, e.at, 1, error=error)
         ]
         self._fail(s, e.step, error, e.at, commands)
         return self._settle(s, e.at, commands)
 
-    def _on_cancel(self, state: InstanceState, e: CancelRequested) -> Transition:
+    def _on_cancel(self, state: InstanceState, e: CancelRequested, in_place: bool) -> Transition:
         if state.status.is_final:
             raise InvalidTransitionError(state.instance_id, "cancel", f"it is {state.status.value}")
-        s = state.copy()
+        s = state if in_place else state.copy()
         commands: list[Command] = []
         self._close_all(s, commands)
         s.status = WorkflowStatus.CANCELED
@@ -647,7 +626,7 @@ class Kernel:
         s.completed_at = e.at
         return self._settle(s, e.at, commands)
 
-    def _on_retry(self, state: InstanceState, e: RetryRequested) -> Transition:
+    def _on_retry(self, state: InstanceState, e: RetryRequested, in_place: bool) -> Transition:
         if state.status is not WorkflowStatus.FAILED:
             raise InvalidTransitionError(
                 state.instance_id,
@@ -658,7 +637,7 @@ class Kernel:
         if target is None or target not in self._steps:
             reason = f"unknown step {target!r}" if target else "it has no failed step; name a step to retry from"
             raise InvalidTransitionError(state.instance_id, "retry", reason)
-        s = state.copy()
+        s = state if in_place else state.copy()
         s.status = WorkflowStatus.RUNNING
         s.error = s.failed_step = s.completed_at = None
         s.active, s.joins, s.queued = {}, {}, ()
@@ -668,6 +647,26 @@ class Kernel:
         return self._settle(s, e.at, commands)
 
     # --- moving on ---------------------------------------------------------------------------------
+
+    def _go_on(self, s: InstanceState, plan: _StepPlan, at: datetime, commands: list[Command]) -> Transition:
+        """``plan``'s step is done: leave it and settle."""
+        then = plan.then
+        if then is not None and (moved := self._run_next(s, then, at, commands)) is not None:
+            return moved
+        self._leave(s, plan, at, commands)
+        return self._settle(s, at, commands)
+
+    def _run_next(self, s: InstanceState, run: RunStep, at: datetime, commands: list[Command]) -> Transition | None:
+        """The short way (for the common case) when all that is left to do is run the machine step
+        of ``run`` next: what activating it and settling would do. None when something is in the
+        way (it is under way or queued already, or the transition budget is spent)."""
+        if run.step in s.active or s.queued or s.seq + 1 - s.budget_base > self._max_transitions:
+            return None
+        s.active[run.step] = _RUN_FIRST
+        s.seq += 1
+        s.status = WorkflowStatus.RUNNING
+        commands.append(run)
+        return Transition(s, commands, at)
 
     def _leave(
         self, s: InstanceState, plan: _StepPlan, at: datetime, commands: list[Command], *, timed_out: bool = False
@@ -680,25 +679,24 @@ class Kernel:
         if plan.terminal:
             s.terminal_reached = True
         out = plan.out
-        if out:
-            if len(out) == 1 and out[0].test is None and not out[0].default and not out[0].on_timeout:
-                self._signal(s, out[0], True, at, commands)
-            else:
-                try:
-                    lives = self._choose(s, plan, timed_out)
-                except ConditionError as exc:
-                    self._fail(s, plan.name, f"{type(exc).__name__}: {exc.detail}", at, commands)
+        if plan.only is not None:
+            self._signal(s, plan.only, True, at, commands)
+        elif out:
+            try:
+                lives = self._choose(s, plan, timed_out)
+            except ConditionError as exc:
+                self._fail(s, plan.name, f"{type(exc).__name__}: {exc.detail}", at, commands)
+                return
+            except Exception as exc:  # a Python condition callable raised
+                self._fail(s, plan.name, f"{type(exc).__name__}: {exc}", at, commands)
+                return
+            if not any(lives):
+                self._fail(s, plan.name, "NoPathError: no outgoing edge condition matched", at, commands)
+                return
+            for edge, live in zip(out, lives, strict=True):
+                if s.status is WorkflowStatus.FAILED:
                     return
-                except Exception as exc:  # a Python condition callable raised
-                    self._fail(s, plan.name, f"{type(exc).__name__}: {exc}", at, commands)
-                    return
-                if not any(lives):
-                    self._fail(s, plan.name, "NoPathError: no outgoing edge condition matched", at, commands)
-                    return
-                for edge, live in zip(out, lives, strict=True):
-                    if s.status is WorkflowStatus.FAILED:
-                        return
-                    self._signal(s, edge, live, at, commands)
+                self._signal(s, edge, live, at, commands)
         if plan.name in s.queued and s.status is not WorkflowStatus.FAILED:
             queued = list(s.queued)
             queued.remove(plan.name)
@@ -734,9 +732,9 @@ class Kernel:
             count += 1
             any_live = any_live or live
             if count < need:
-                s.joins[target] = (count, any_live)
+                s.joins = {**s.joins, target: (count, any_live)}
                 return
-            s.joins.pop(target, None)
+            s.joins = {name: signals for name, signals in s.joins.items() if name != target}
             live = any_live
         if live:
             self._activate(s, target, at, commands)
@@ -746,7 +744,7 @@ class Kernel:
     def _skip(self, s: InstanceState, name: str, at: datetime, commands: list[Command]) -> None:
         """A step no live path reaches: record it skipped and pass dead signals on."""
         plan = self._steps[name]
-        commands.append(RecordStep(StepExecution(name, plan.step_type, StepStatus.SKIPPED, at, at, 0)))
+        commands.append(StepExecution(name, plan.step_type, StepStatus.SKIPPED, at, at, 0))
         for edge in plan.out:
             if not edge.back:
                 self._signal(s, edge, False, at, commands)
@@ -757,9 +755,9 @@ class Kernel:
             return
         plan = self._steps[name]
         kind = plan.kind
-        if kind == RUN:
+        if plan.run is not None:
             s.active[name] = _RUN_FIRST
-            commands.append(RunStep(name, 1))
+            commands.append(plan.run)
             return
         step: Any = plan.step
         try:
@@ -807,7 +805,7 @@ class Kernel:
     def _settle(self, s: InstanceState, at: datetime, commands: list[Command]) -> Transition:
         s.seq += 1
         if s.status not in _FINAL:
-            if s.seq - s.budget_base > self.limits.max_transitions:
+            if s.seq - s.budget_base > self._max_transitions:
                 self._close_all(s, commands)
                 s.status = WorkflowStatus.FAILED
                 s.error = TransitionLimitError(s.instance_id, self.limits.max_transitions).detail

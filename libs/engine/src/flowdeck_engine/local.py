@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from flowdeck_engine.clock import SystemClock
+from flowdeck_engine.context import StepExecution
 from flowdeck_engine.enums import StepType, TaskStatus
 from flowdeck_engine.events import events_for
 from flowdeck_engine.exceptions import (
@@ -48,13 +49,12 @@ if TYPE_CHECKING:
     from flowdeck_engine.enums import WorkflowStatus
     from flowdeck_engine.events import EventBus
     from flowdeck_engine.instance import HumanTask
-    from flowdeck_engine.kernel import Event, Kernel
+    from flowdeck_engine.kernel import Command, Event, InstanceState, Kernel
     from flowdeck_engine.ports import Dispatcher, InstanceStore, Interceptor, StepQueue
     from flowdeck_engine.registry import WorkflowRegistry
     from flowdeck_engine.steps import Step
 
 log = logging.getLogger(__name__)
-_MISSING: Any = object()
 _MAX_CONFLICTS = 10
 
 
@@ -79,14 +79,34 @@ class _Calls(NamedTuple):
         return cls(guard, on_success, on_failure, seconds, not (on_success or on_failure or seconds is not None))
 
 
-def _merge(transitions: list[Transition]) -> Transition:
-    commands = [command for transition in transitions for command in transition.commands]
-    return Transition(transitions[-1].state, commands, transitions[-1].at)
+_ENDS_A_WAIT = frozenset({TaskCompleted, CallbackReceived, WaitFailed})
 
 
-def _still_due(active: dict[str, Any], run: RunStep) -> bool:
-    activity = active.get(run.step)
-    return activity is not None and activity.kind == "run" and activity.attempt == run.attempt
+def _replay(kernel: Kernel, state: InstanceState, events: list[Event]) -> Transition | None:
+    """``events`` applied to ``state`` one after another, as one transition (None: all were stale).
+
+    Its commands run only the machine steps still due at the end: one that an earlier event
+    made due and a later one reports on already ran.
+    """
+    commands: list[Command] = []
+    at = None
+    for event in events:
+        transition = kernel.apply(state, event)
+        if transition.state is not state:
+            commands.extend(transition.commands)
+            state, at = transition.state, transition.at
+    if at is None:
+        return None
+    active = state.active
+    due: dict[tuple[str, int], RunStep] = {}
+    for command in commands:
+        if type(command) is RunStep:
+            act = active.get(command.step)
+            if act is not None and act.kind == "run" and act.attempt == command.attempt:
+                due[command.step, command.attempt] = command
+    kept = [c for c in commands if type(c) is not RunStep]
+    kept.extend(due.values())
+    return Transition(state, kept, at)
 
 
 class ExecutionEngine(Protocol):
@@ -188,7 +208,7 @@ class LocalExecutionEngine:
         await self.persistence.create(instance, transition)
         if self.event_bus is not None:
             await self._emit(None, transition, None, instance)
-        await self._drive(instance, kernel, self._carry_out(instance, kernel, transition))
+        await self._drive(instance, kernel, self._carry_out(instance, kernel, transition), at=transition.at)
         return instance
 
     async def execute_step(self, step: Step, context: WorkflowContext, previous_result: Any = None) -> Any:
@@ -306,6 +326,10 @@ class LocalExecutionEngine:
     async def _load(self, instance_id: UUID) -> tuple[WorkflowInstance, Kernel]:
         instance = await self.persistence.load(instance_id)
         try:
+            return instance, self.registry.kernel(instance.definition)
+        except WorkflowNotFoundError:  # a definition object this registry does not hold: look it up by name
+            pass
+        try:
             definition = self.registry.get_definition(instance.workflow_name, instance.workflow_version)
         except WorkflowNotFoundError:
             raise InvalidTransitionError(
@@ -317,61 +341,53 @@ class LocalExecutionEngine:
         if self.interceptor is not None:
             with self.interceptor.continuing(instance, type(event).__name__):
                 instance, ready = await self._apply(instance, kernel, event)
-                await self._drive(instance, kernel, ready)
+                await self._drive(instance, kernel, ready, at=event.at)
             return instance
         instance, ready = await self._apply(instance, kernel, event)
-        await self._drive(instance, kernel, ready)
+        await self._drive(instance, kernel, ready, at=event.at)
         return instance
 
     async def _apply(
         self, instance: WorkflowInstance, kernel: Kernel, event: Event
     ) -> tuple[WorkflowInstance, list[RunStep]]:
         """Apply ``event`` and save it; the machine steps to run now."""
-        return await self._commit(instance, kernel, [event], None)
+        transition = kernel.apply(instance.state, event)
+        if transition.state is instance.state:
+            return instance, []
+        return await self._commit(instance, kernel, [event], transition)
 
     async def _commit(
-        self, instance: WorkflowInstance, kernel: Kernel, events: list[Event], transitions: list[Transition] | None
+        self, instance: WorkflowInstance, kernel: Kernel, events: list[Event], change: Transition | None
     ) -> tuple[WorkflowInstance, list[RunStep]]:
-        """Save the transitions of ``events`` as one change; the machine steps to run now.
+        """Save ``change``, the transitions of ``events`` from ``instance``'s state, as one change;
+        the machine steps to run now.
 
-        ``transitions`` are those already computed from ``instance``'s state. When another writer
-        saved the instance meanwhile, the events are applied again to its new state (events are
-        facts, not state), so nothing is lost and nothing is applied twice.
+        When another writer saved the instance meanwhile, the events are applied again to its new
+        state (events are facts, not state), so nothing is lost and nothing is applied twice.
         """
         for _ in range(_MAX_CONFLICTS):
             version = instance.version
-            before: Any = instance.state
-            if transitions is None:
-                transitions = []
-                state = instance.state
-                for event in events:
-                    transition = kernel.apply(state, event)
-                    if transition.state is not state:
-                        transitions.append(transition)
-                        state = transition.state
-            if not transitions:
-                return instance, []
-            merged = transitions[0] if len(transitions) == 1 else _merge(transitions)
+            before = instance.state
+            if change is None:
+                change = _replay(kernel, before, events)
+                if change is None:
+                    return instance, []
             try:
                 if self.interceptor is None:
-                    await self.persistence.save(instance, merged, events[0], version)
+                    await self.persistence.save(instance, change, events[0], version)
                 else:
                     with self.interceptor.saving(instance, type(events[0]).__name__):
-                        await self.persistence.save(instance, merged, events[0], version)
+                        await self.persistence.save(instance, change, events[0], version)
             except ConcurrencyError:
                 instance = await self.persistence.load(instance.id)
-                transitions = None
+                change = None
                 continue
             if self.event_bus is not None:
-                await self._emit(before, merged, events[0], instance)
+                await self._emit(before, change, events[0], instance)
             cause = events[0]
-            if isinstance(cause, TaskCompleted | CallbackReceived | WaitFailed):
-                self.dispatcher.cancel(instance.id, cause.step)  # its escalation or timeout is moot
-            ready = self._carry_out(instance, kernel, merged)
-            if len(transitions) > 1:
-                active = merged.state.active
-                ready = list({(r.step, r.attempt): r for r in ready if _still_due(active, r)}.values())
-            return instance, ready
+            if type(cause) in _ENDS_A_WAIT:
+                self.dispatcher.cancel(instance.id, cause.step)  # type: ignore[union-attr]  # its timeout is moot
+            return instance, self._carry_out(instance, kernel, change)
         raise ConcurrencyError(instance.id, instance.version)
 
     def _carry_out(self, instance: WorkflowInstance, kernel: Kernel, transition: Transition) -> list[RunStep]:
@@ -379,6 +395,8 @@ class LocalExecutionEngine:
         ready: list[RunStep] = []
         for command in transition.commands:
             kind = type(command)
+            if kind is StepExecution:
+                continue
             if kind is RunStep:
                 run: RunStep = command  # type: ignore[assignment]
                 if run.not_before is None or run.not_before <= transition.at:
@@ -417,9 +435,16 @@ class LocalExecutionEngine:
         self.dispatcher.schedule(instance_id, step, when, wake)
 
     async def _drive(
-        self, instance: WorkflowInstance, kernel: Kernel, ready: list[RunStep], *, inline: bool = False
+        self,
+        instance: WorkflowInstance,
+        kernel: Kernel,
+        ready: list[RunStep],
+        *,
+        inline: bool = False,
+        at: datetime | None = None,
     ) -> None:
-        """Run ready machine steps, concurrently when several are ready, until none is left.
+        """Run ready machine steps (due since ``at``), concurrently when several are ready, until
+        none is left.
 
         A chain of machine steps that follow one another is run in one go and saved as one change
         (the steps run at least once either way: a crash before the save runs them again). With a
@@ -431,7 +456,8 @@ class LocalExecutionEngine:
         inflight: dict[asyncio.Task[Event], RunStep] = {}
         while ready or inflight:
             if len(ready) == 1 and not inflight:
-                instance, ready = await self._run_chain(instance, kernel, ready[0])
+                instance, ready = await self._run_chain(instance, kernel, ready[0], at or self.clock.now())
+                at = None
                 continue
             for run in ready:
                 inflight[asyncio.ensure_future(self._run(instance, kernel, run, instance.state.data))] = run
@@ -446,29 +472,39 @@ class LocalExecutionEngine:
                 ready = []
 
     async def _run_chain(
-        self, instance: WorkflowInstance, kernel: Kernel, run: RunStep
+        self, instance: WorkflowInstance, kernel: Kernel, run: RunStep, started: datetime
     ) -> tuple[WorkflowInstance, list[RunStep]]:
+        """Run ``run``, then each machine step that is all it leads to, and save them as one change.
+
+        The change's commands leave out the steps the chain ran (nothing else is to be done about
+        them); a step whose outcome is stale (it cannot be: it was just activated) ends the chain.
+        The states between the chain's steps are its own: the kernel builds each in the one before.
+        """
         state = instance.state
         events: list[Event] = []
-        transitions: list[Transition] = []
-        started = self.clock.now()
+        commands: list[Command] = []
         while True:
             event = await self._run(instance, kernel, run, state.data, started)
-            transition = kernel.apply(state, event)
-            if transition.state is state:
+            transition = kernel.apply(state, event, in_place=bool(events))
+            if not transition.commands:
                 break
             events.append(event)
-            transitions.append(transition)
             state = transition.state
-            commands = transition.commands
-            nxt = commands[-1] if commands else None
-            if type(nxt) is not RunStep or nxt.not_before is not None:
+            done = transition.commands
+            nxt = done[-1] if done else None
+            if (
+                type(nxt) is not RunStep
+                or nxt.not_before is not None
+                or (len(done) != 2 and sum(1 for c in done if type(c) is RunStep) != 1)
+            ):
+                commands.extend(done)  # the end of the chain (several ready steps run concurrently)
                 break
-            if len(commands) != 2 and sum(1 for c in commands if type(c) is RunStep) != 1:
-                break  # several steps are ready: _drive runs them concurrently
+            commands.extend(done[:-1])
             run = nxt
             started = transition.at
-        return await self._commit(instance, kernel, events, transitions)
+        if not events:
+            return instance, []
+        return await self._commit(instance, kernel, events, Transition(state, commands, transition.at))
 
     async def _run(
         self,
@@ -482,8 +518,7 @@ class LocalExecutionEngine:
         name = run.step
         step = kernel.steps[name]
         calls = self._calls.get(step) or self._calls_of(step)
-        context = instance.context.with_step(name, before)
-        context.attempt = run.attempt
+        context = instance.context.with_step(name, before, run.attempt)
         now = self.clock.now
         if started is None:
             started = now()
@@ -507,10 +542,7 @@ class LocalExecutionEngine:
                 str(exc),
                 not getattr(exc, "non_retryable", False),
             )
-        after = context.data
-        updates = {k: v for k, v in after.items() if before.get(k, _MISSING) is not v}
-        removed = tuple(k for k in before if k not in after) if len(after) < len(before) + len(updates) else ()
-        return StepSucceeded(name, run.attempt, now(), started, updates, removed, result, context.emitted)
+        return StepSucceeded(name, run.attempt, now(), started, context.data, before, result, context.emitted)
 
     def _calls_of(self, step: Step) -> _Calls:
         calls = self._calls[step] = _Calls.of(step)

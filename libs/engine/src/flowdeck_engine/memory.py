@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from flowdeck_engine.context import StepExecution
 from flowdeck_engine.enums import TaskStatus
 from flowdeck_engine.exceptions import ConcurrencyError, InstanceNotFoundError
 from flowdeck_engine.instance import HumanTask
-from flowdeck_engine.kernel import CloseWait, OpenTask, ReassignTask, RecordStep, TaskCompleted
+from flowdeck_engine.kernel import CloseWait, OpenTask, ReassignTask, RunStep, TaskCompleted
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -15,7 +16,6 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from flowdeck_engine.clock import Clock, Scheduled
-    from flowdeck_engine.context import StepExecution
     from flowdeck_engine.enums import WorkflowStatus
     from flowdeck_engine.instance import WorkflowInstance
     from flowdeck_engine.kernel import Event, Transition
@@ -25,20 +25,21 @@ class InMemoryInstanceStore:
     """Instances and tasks in dictionaries. The instance objects it hands out are the stored ones."""
 
     def __init__(self) -> None:
-        self._instances: dict[UUID, WorkflowInstance] = {}
+        # keyed by the id's integer: hashing a UUID is a Python call (UUID.__hash__)
+        self._instances: dict[int, WorkflowInstance] = {}
         self._tasks: list[HumanTask] = []
-        self._open: dict[tuple[UUID, str], HumanTask] = {}
+        self._open: dict[tuple[int, str], HumanTask] = {}
 
     async def create(self, instance: WorkflowInstance, transition: Transition) -> None:
         """Store ``instance`` and open the tasks its start opened."""
-        self._instances[instance.id] = instance
+        self._instances[instance.state.instance_id.int] = instance
         self._apply(instance, transition, None)
 
     async def load(self, instance_id: UUID) -> WorkflowInstance:
         """The stored instance object."""
         try:
-            return self._instances[instance_id]
-        except KeyError:
+            return self._instances[instance_id.int]
+        except (KeyError, AttributeError):  # AttributeError: not a UUID
             raise InstanceNotFoundError(instance_id) from None
 
     async def save(
@@ -54,19 +55,22 @@ class InMemoryInstanceStore:
 
     def _apply(self, instance: WorkflowInstance, transition: Transition, cause: Event | None) -> None:
         records: list[StepExecution] = []
+        key = transition.state.instance_id.int
         for command in transition.commands:
-            if isinstance(command, RecordStep):
-                records.append(command.execution)
+            if isinstance(command, StepExecution):
+                records.append(command)
+            elif isinstance(command, RunStep):
+                continue  # the engine's to run
             elif isinstance(command, OpenTask):
                 opened = HumanTask.opened(command, instance, transition.at)
                 self._tasks.append(opened)
-                self._open[instance.id, opened.step_name] = opened
-            elif isinstance(command, ReassignTask) and (task := self._open.get((instance.id, command.step))):
+                self._open[key, opened.step_name] = opened
+            elif isinstance(command, ReassignTask) and (task := self._open.get((key, command.step))):
                 task.assignee = command.assignee
                 task.candidate_groups = command.candidate_groups
-            elif isinstance(command, CloseWait) and (task := self._open.pop((instance.id, command.step), None)):
+            elif isinstance(command, CloseWait) and (task := self._open.pop((key, command.step), None)):
                 task.status = TaskStatus.CANCELED
-        if isinstance(cause, TaskCompleted) and (done := self._open.pop((instance.id, cause.step), None)) is not None:
+        if isinstance(cause, TaskCompleted) and (done := self._open.pop((key, cause.step), None)) is not None:
             done.status = TaskStatus.COMPLETED
             done.completed_at = cause.at
             done.completed_by = cause.user_id
@@ -111,6 +115,8 @@ class ClockDispatcher:
 
     def cancel(self, instance_id: UUID, step: str) -> None:
         """Call off the wake-up of this step, if any."""
+        if not self._scheduled:
+            return
         scheduled = self._scheduled.pop((instance_id, step), None)
         if scheduled is not None:
             scheduled.cancel()

@@ -47,7 +47,7 @@ class WorkflowRegistry:
         self._versions: dict[str, dict[str, WorkflowDefinition]] = {}
         self._inactive: set[tuple[str, str]] = set()
         self._latest: dict[str, WorkflowDefinition] = {}
-        self._kernels: dict[tuple[str, str], Kernel] = {}
+        self._kernels: dict[WorkflowDefinition, Kernel] = {}  # definitions hash by identity
         self._classes: dict[str, type[Any]] = {}
 
     def register_definition(self, definition: WorkflowDefinition) -> None:
@@ -65,7 +65,7 @@ class WorkflowRegistry:
             raise DuplicateDefinitionError(definition.name, definition.version)
         kernel = Kernel(definition, self._limits)
         self._versions.setdefault(definition.name, {})[definition.version] = definition
-        self._kernels[definition.name, definition.version] = kernel
+        self._kernels[definition] = kernel
         self._refresh_latest(definition.name)
 
     def register_workflow_class(self, workflow_class: type[Any]) -> None:
@@ -125,8 +125,8 @@ class WorkflowRegistry:
 
     def kernel(self, definition: WorkflowDefinition) -> Kernel:
         """The compiled kernel of a registered definition."""
-        kernel = self._kernels.get((definition.name, definition.version))
-        if kernel is None or kernel.definition is not definition:
+        kernel = self._kernels.get(definition)
+        if kernel is None:
             raise WorkflowNotFoundError(definition.name, definition.version)
         return kernel
 

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flowdeck_engine.codec import state_to_json
+from flowdeck_engine.context import StepExecution
 from flowdeck_engine.events import events_for
-from flowdeck_engine.kernel import CloseWait, OpenTask, RecordStep, TaskCompleted
+from flowdeck_engine.kernel import CloseWait, OpenTask, TaskCompleted
 from flowdeck_store.jsonsafe import event_text, json_text, result_text
 
 if TYPE_CHECKING:
@@ -73,8 +74,8 @@ class Change:
             self._close(cause.step, "completed", cause.user_id, cause.at)
         for command in transition.commands:
             kind = type(command)
-            if kind is RecordStep:
-                ex = command.execution  # type: ignore[union-attr]
+            if kind is StepExecution:
+                ex: StepExecution = command  # type: ignore[assignment]
                 self.steps.append(
                     {
                         "tenant_id": tenant,

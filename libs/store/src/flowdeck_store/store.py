@@ -36,7 +36,6 @@ from flowdeck_engine.codec import state_from_json
 from flowdeck_engine.context import StepExecution
 from flowdeck_engine.enums import StepStatus, StepType, TaskStatus
 from flowdeck_engine.instance import HumanTask
-from flowdeck_engine.kernel import RecordStep
 from flowdeck_store.batching import Batcher, BatchLimits, by_tenant
 from flowdeck_store.changes import Change, definition_row_id
 from flowdeck_store.definitions import definition_document
@@ -79,7 +78,7 @@ _shared: ContextVar[tuple[UUID, AsyncSession] | None] = ContextVar("flowdeck_sha
 
 
 def _records(transition: Transition) -> list[StepExecution]:
-    return [c.execution for c in transition.commands if isinstance(c, RecordStep)]
+    return [c for c in transition.commands if isinstance(c, StepExecution)]
 
 
 def _utcnow() -> datetime:
