@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft7Validator
+from jsonschema.validators import validator_for
 from sqlalchemy import exists, func, or_, select, true, tuple_
 
 from flowdeck_api.domain.tasks.schemas import TaskPage, TaskRead
@@ -63,16 +64,18 @@ def _completed(task: TaskRead, instance: WorkflowInstance, user: str) -> TaskRea
 
 
 def form_errors(schema: dict[str, Any] | None, data: dict[str, Any]) -> list[dict[str, str]]:
-    """Every way ``data`` breaks the form ``schema`` (an empty list when it fits)."""
+    """Every way ``data`` breaks the form ``schema`` (an empty list when it fits), read in the
+    form's own dialect: the one its ``$schema`` names, else draft 7, as the upload checked it."""
     if not schema:
         return []
+    validator = validator_for(schema, default=Draft7Validator)(schema)
     return [
         {
             "code": f"form.{error.validator}",
             "pointer": "".join(f"/{part}" for part in error.absolute_path),
             "message": error.message,
         }
-        for error in sorted(Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
+        for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     ]
 
 
