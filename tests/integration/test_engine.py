@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from datetime import timedelta
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flowdeck_engine import (
+    BaseHumanStep,
     BaseMachineStep,
     ConcurrencyError,
+    Edge,
+    Escalation,
     InMemoryEventBus,
     InstanceNotFoundError,
     InvalidTransitionError,
+    RetryPolicy,
     StepStatus,
     TaskStatus,
     WorkflowContext,
+    WorkflowDefinition,
     WorkflowStatus,
 )
 from flowdeck_engine.kernel import TaskCompleted
@@ -30,12 +36,13 @@ from flowdeck_store import (
     StepExecutionModel,
     TenantMismatchError,
     TenantNotBoundError,
+    TimerModel,
     UnknownTenantError,
     WorkflowInstanceModel,
     bind_tenant,
 )
 from tests.integration.conftest import NewTenant
-from tests.integration.workflows import Approve, linear, registry
+from tests.integration.workflows import Approve, SetFlag, linear, registry
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -320,3 +327,83 @@ async def test_one_transaction_for_a_read_and_an_engine_call(sessions: Sessions,
 
     with pytest.raises(TenantMismatchError):
         await start_for_other()
+
+
+class _FailsOnce(BaseMachineStep):
+    """Fails on its first attempt per ``context['key']``."""
+
+    name = "once"
+    failed: ClassVar[set[str]] = set()
+
+    async def execute(self, context: WorkflowContext) -> None:
+        key = str(context.get("key"))
+        if key not in self.failed:
+            self.failed.add(key)
+            raise RuntimeError("the first attempt fails")
+        context.set("once", True)
+
+
+async def test_a_retry_timer_set_inside_engine_transaction_runs_on_its_own(
+    sessions: Sessions, new_tenant: NewTenant
+) -> None:
+    """Work scheduled inside the block (a step's retry, 100 ms on) outlives the block: it must
+    not use the block's transaction, which has ended (it did, and held a connection forever)."""
+    tenant = await new_tenant("retry")
+    definitions = registry()
+    policy = RetryPolicy(max_attempts=3, initial_interval=timedelta(milliseconds=100))
+    definitions.register_definition(linear("retry", [SetFlag("s1"), _FailsOnce(retry_policy=policy), SetFlag("s3")]))
+    engine = PersistentExecutionEngine(definitions, sessions, tenant_id=tenant)
+    async with engine.transaction(tenant):
+        started = await engine.start_workflow("retry", {"key": str(uuid.uuid4())})
+    deadline = asyncio.get_running_loop().time() + 10
+    while (stored := await engine.get_instance(started.id)).status is not WorkflowStatus.COMPLETED:
+        assert asyncio.get_running_loop().time() < deadline, stored.status
+        await asyncio.sleep(0.05)
+    assert stored.data["once"] is True
+
+
+async def test_task_deadline_timers_follow_the_task(sessions: Sessions, new_tenant: NewTenant) -> None:
+    """Reminder and escalation timers, written in the change's own statement: added when a task
+    opens, replaced when it closes and opens again in one change, gone when it closes."""
+
+    class Review(BaseHumanStep):
+        name = "review"
+        title = "Review"
+        candidate_groups = ("managers",)
+        reminder = timedelta(hours=1)
+        escalation = Escalation(timedelta(hours=2), reassign_to=("bosses",))
+
+    definitions = registry()
+    definitions.register_definition(
+        WorkflowDefinition(
+            name="loop",
+            version="1.0.0",
+            steps={"s1": SetFlag("s1"), "review": Review(), "s2": SetFlag("s2"), "end": SetFlag("end")},
+            edges=[
+                Edge("s1", "review"),
+                Edge("review", "s2"),
+                Edge("s2", "review", lambda c: not c.get("done")),
+                Edge("s2", "end", default=True),
+            ],
+            initial_step="s1",
+            terminal_steps={"end"},
+        )
+    )
+    tenant = await new_tenant("deadlines")
+    engine = PersistentExecutionEngine(definitions, sessions, tenant_id=tenant)
+
+    async def timers() -> list[tuple[str, Any]]:
+        async with sessions() as session:
+            bind_tenant(session, tenant)
+            return sorted((t.kind, t.fire_at) for t in (await session.execute(select(TimerModel))).scalars())
+
+    instance = await engine.start_workflow("loop", {})
+    opened = await timers()
+    assert [kind for kind, _ in opened] == ["escalation", "reminder"]
+    await asyncio.sleep(0.01)
+    instance = await engine.complete_human_task(instance.id, "review", "bob", {})  # closes, opens again
+    reopened = await timers()
+    assert [kind for kind, _ in reopened] == ["escalation", "reminder"] and reopened != opened
+    instance = await engine.complete_human_task(instance.id, "review", "bob", {"done": True})
+    assert instance.status is WorkflowStatus.COMPLETED
+    assert await timers() == []

@@ -18,6 +18,7 @@ from flowdeck_store import (
     StepExecutionRepository,
     TenantModel,
     TenantNotBoundError,
+    TenantSession,
     WorkflowInstanceModel,
     WorkflowInstanceRepository,
     bind_tenant,
@@ -146,7 +147,7 @@ async def test_the_binding_ends_with_the_transaction(truncated: object) -> None:
         async with sessions() as session:  # a transaction that ran no statement: its BEGIN never went
             bind_tenant(session, tenant)
             async with session.begin():
-                pass
+                await session.connection()
         async with pooled.connect() as conn:  # the same connection, back from the pool
             pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar()
             assert (await conn.execute(text("SELECT current_setting('app.tenant_id', true)"))).scalar() == ""
@@ -155,3 +156,16 @@ async def test_the_binding_ends_with_the_transaction(truncated: object) -> None:
             assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar() == pid
     finally:
         await pooled.dispose()
+
+
+async def test_a_transaction_that_ran_nothing_leaves_no_tenant_on_its_connection(pg_app_engine: AsyncEngine) -> None:
+    """The tenant rides with the BEGIN (TenantConnection); a session on a connection that stays
+    checked out, whose transaction never sent one, leaves nothing for the connection's next user."""
+    async with pg_app_engine.connect() as conn:
+        session = AsyncSession(bind=conn, sync_session_class=TenantSession)
+        bind_tenant(session, uuid.uuid4())
+        async with session.begin():
+            await session.connection()  # the transaction began (the hook ran); no statement, no BEGIN
+        await session.close()
+        assert (await conn.execute(text("SELECT current_setting('app.tenant_id', true)"))).scalar() in (None, "")
+        await conn.rollback()

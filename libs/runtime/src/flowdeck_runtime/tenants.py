@@ -7,7 +7,6 @@ which version is *active* is always read from the database).
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -54,7 +53,6 @@ class Tenants:
         self._dispatcher = dispatcher
         self._max = max_cached
         self._engines: OrderedDict[UUID, PersistentExecutionEngine] = OrderedDict()
-        self._locks: dict[tuple[UUID, str, str], asyncio.Lock] = {}
 
     @asynccontextmanager
     async def transaction(self, tenant: UUID) -> AsyncIterator[AsyncSession]:
@@ -107,23 +105,23 @@ class Tenants:
     ) -> WorkflowDefinition:
         """The compiled definition ``name`` at ``version`` of ``tenant``; raises
         :class:`WorkflowNotFoundError` when it has none. ``session``: read it in the caller's
-        transaction (a caller holding a connection must not wait for a second one: under load
-        every pooled connection could be held by such callers)."""
+        transaction (a caller holding a connection must never wait for a second one, or for
+        another caller that waits for one: under load that empties the pool). Compiling has no
+        await in it, so each version compiles once per process without a lock."""
         registry = self.engine(tenant).registry
         if registry.has_definition(name, version):
             return registry.get_definition(name, version)
-        async with self._locks.setdefault((tenant, name, version), asyncio.Lock()):
-            if not registry.has_definition(name, version):
-                model = WorkflowDefinitionModel
-                query = select(model.definition_json).where(
-                    in_tenant(model, tenant), model.name == name, model.version == version
-                )
-                if session is not None:
-                    document = (await session.execute(query)).scalar_one_or_none()
-                else:
-                    async with self.transaction(tenant) as own:
-                        document = (await own.execute(query)).scalar_one_or_none()
-                if document is None:
-                    raise WorkflowNotFoundError(name, version)
-                registry.register_definition(load_definition(document, platform=self.platform))
+        model = WorkflowDefinitionModel
+        query = select(model.definition_json).where(
+            in_tenant(model, tenant), model.name == name, model.version == version
+        )
+        if session is not None:
+            document = (await session.execute(query)).scalar_one_or_none()
+        else:
+            async with self.transaction(tenant) as own:
+                document = (await own.execute(query)).scalar_one_or_none()
+        if document is None:
+            raise WorkflowNotFoundError(name, version)
+        if not registry.has_definition(name, version):  # a concurrent caller may have compiled it meanwhile
+            registry.register_definition(load_definition(document, platform=self.platform))
         return registry.get_definition(name, version)

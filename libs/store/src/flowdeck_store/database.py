@@ -8,7 +8,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from flowdeck_store.tenancy import TenantConnection, TenantSession, drop_pending_tenant
+from flowdeck_store.tenancy import TenantConnection, TenantSession, drop_pending_tenant, end_pending_tenant
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -49,6 +49,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     engine = create_async_engine(url, **kwargs)
     event.listen(engine.sync_engine, "checkout", _drop_closed)
     event.listen(engine.sync_engine, "checkin", drop_pending_tenant)
+    event.listen(engine.sync_engine, "commit", end_pending_tenant)
+    event.listen(engine.sync_engine, "rollback", end_pending_tenant)
     return engine
 
 

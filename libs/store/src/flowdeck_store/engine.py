@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowdeck_engine import ConcurrencyError, LocalExecutionEngine
 from flowdeck_store.durable import DurableInstanceStore
-from flowdeck_store.store import _unit
+from flowdeck_store.store import TaskScoped, _unit, scoped
 from flowdeck_store.tenancy import as_tenant_id
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _CALL_ATTEMPTS = 5
-_held: ContextVar[list[int] | None] = ContextVar("flowdeck_held_units", default=None)
+_held: ContextVar[TaskScoped[list[int]] | None] = ContextVar("flowdeck_held_units", default=None)
 """Inside :meth:`PersistentExecutionEngine.transaction`: the units whose release waits for its commit."""
 
 
@@ -53,7 +53,7 @@ class _AfterCommitBus:
     async def emit(self, event: WorkflowEvent) -> None:
         unit = _unit.get()
         if unit is not None and unit.open:
-            self.held.setdefault(id(unit), []).append(event)
+            self.held.setdefault(unit.key, []).append(event)
             return
         await self.bus.emit(event)
 
@@ -80,7 +80,7 @@ class _AfterCommitQueue:
     async def enqueue(self, instance: WorkflowInstance, steps: list[str]) -> None:
         unit = _unit.get()
         if unit is not None and unit.open:
-            self.held.setdefault(id(unit), {})[instance.id] = instance
+            self.held.setdefault(unit.key, {})[instance.id] = instance
             return
         await self._send(instance)
 
@@ -228,17 +228,20 @@ class PersistentExecutionEngine(LocalExecutionEngine):
         queued steps of those calls are released once it has committed; if the block raises,
         nothing of it is written. Machine steps that the calls run in this process (an engine
         without a step queue) run inside the transaction too, holding its connection."""
+        if self.commit_each_change:
+            raise ValueError("engine.transaction() needs the unit of work (commit_each_change=False)")
         tenant = self.persistence.tenant_for(explicit=tenant_id)
-        held: list[int] = []
-        token = _held.set(held)
+        holder: TaskScoped[list[int]] = TaskScoped([])
+        token = _held.set(holder)
         committed = False
         try:
             async with self.persistence.shared(tenant) as session:
                 yield session
             committed = True
         finally:
+            holder.open = False
             _held.reset(token)
-            for unit_key in held:
+            for unit_key in holder.value:
                 await self._release(unit_key, committed)
 
     async def _release(self, unit_key: int, committed: bool) -> None:
@@ -252,13 +255,13 @@ class PersistentExecutionEngine(LocalExecutionEngine):
         if self.commit_each_change:
             return await run()
         tenant = as_tenant_id(tenant)
-        held = _held.get()
+        held = scoped(_held)
         for attempt in range(1, attempts + 1):
             unit_key = 0
             written = False
             try:
                 async with self.persistence.unit(tenant) as unit:
-                    unit_key = id(unit)
+                    unit_key = unit.key
                     result = await run()
                 written = True
                 return result

@@ -13,13 +13,14 @@ unit each save is written at once, as the port describes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import OrderedDict
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
@@ -62,19 +63,45 @@ if TYPE_CHECKING:
     from flowdeck_engine.kernel import Event
 
 _KNOWN_TENANTS = 100_000
+T = TypeVar("T")
+
+
+_unit_keys = itertools.count(1)
 
 
 @dataclass(slots=True)
 class Unit:
-    """The saves of one engine call, written together when it ends."""
+    """The saves of one engine call, written together when it ends. ``key`` names it for as
+    long as anything it held back waits (never reused, unlike an object's id)."""
 
     tenant_id: UUID
     changes: dict[UUID, Change] = field(default_factory=dict)
     open: bool = True
+    key: int = field(default_factory=lambda: next(_unit_keys))
+
+
+@dataclass(slots=True)
+class TaskScoped(Generic[T]):
+    """A value for the task that set it, while it is open. Context variables are copied into
+    callbacks and tasks started meanwhile (a retry's timer, say): those must not see it."""
+
+    value: T
+    task: asyncio.Task[Any] | None = field(default_factory=asyncio.current_task)
+    open: bool = True
+
+    def get(self) -> T | None:
+        """The value, for its own task while open; else None."""
+        return self.value if self.open and self.task is asyncio.current_task() else None
+
+
+def scoped(var: ContextVar[TaskScoped[T] | None]) -> T | None:
+    """``var``'s value for the current task (see :class:`TaskScoped`)."""
+    holder = var.get()
+    return None if holder is None else holder.get()
 
 
 _unit: ContextVar[Unit | None] = ContextVar("flowdeck_unit", default=None)
-_shared: ContextVar[tuple[UUID, AsyncSession] | None] = ContextVar("flowdeck_shared_transaction", default=None)
+_shared: ContextVar[TaskScoped[tuple[UUID, AsyncSession]] | None] = ContextVar("flowdeck_shared", default=None)
 
 
 def _records(transition: Transition) -> list[StepExecution]:
@@ -159,7 +186,7 @@ class SqlInstanceStore:
     async def transaction(self, tenant_id: UUID) -> AsyncIterator[AsyncSession]:
         """A session in a transaction bound to ``tenant_id``, committed when the block ends (inside
         :meth:`shared`: that block's session, committed when it ends)."""
-        shared_by = _shared.get()
+        shared_by = scoped(_shared)
         if shared_by is not None:
             if shared_by[0] != tenant_id:
                 raise TenantMismatchError(shared_by[0], tenant_id)
@@ -200,10 +227,12 @@ class SqlInstanceStore:
         ends; if the block raises, all of it is rolled back. Fewer round trips for a request that
         reads, then makes one engine call; nothing of it shares a batch with other callers."""
         async with self.transaction(tenant_id) as session:
-            token = _shared.set((tenant_id, session))
+            holder = TaskScoped((tenant_id, session))
+            token = _shared.set(holder)
             try:
                 yield session
             finally:
+                holder.open = False
                 _shared.reset(token)
 
     # --- units -----------------------------------------------------------------------------------
@@ -285,7 +314,7 @@ class SqlInstanceStore:
     async def load(self, instance_id: UUID) -> WorkflowInstance:
         """The stored instance (a new object); raises :class:`InstanceNotFoundError`."""
         tenant = self.tenant_for(instance_id)
-        if _shared.get() is None:
+        if scoped(_shared) is None:
             instance = await self._loaders(tenant).submit(instance_id)
         else:  # the batch runs in a task of its own, outside the shared transaction
             (loaded,) = await self._load_batch(tenant, [instance_id])
@@ -393,7 +422,7 @@ class SqlInstanceStore:
     async def _write(self, tenant: UUID, changes: Sequence[Change]) -> None:
         """Write ``changes`` (through the tenant's group commit when there is one)."""
         try:
-            if len(changes) == 1 and _shared.get() is None:
+            if len(changes) == 1 and scoped(_shared) is None:
                 await self._writers(tenant).submit(changes[0])
                 return
             for result in await self._write_batch(tenant, changes):

@@ -81,9 +81,10 @@ class TenantConnection(asyncpg.Connection):  # type: ignore[misc]
 
     SQLAlchemy's asyncpg adapter sends ``BEGIN`` just before a transaction's first statement;
     :func:`_after_begin` leaves the tenant here instead of running ``set_config`` itself, and the
-    ``BEGIN`` goes out as ``BEGIN; SELECT set_config(...)`` in one simple query. The tenant is
-    taken by that one ``BEGIN`` only, and a connection going back to the pool drops one left
-    unused (a transaction that ran no statement), so it can never reach another transaction.
+    ``BEGIN`` goes out as ``BEGIN; SELECT set_config(...)`` in one simple query. Any call takes
+    the tenant away, and only a ``BEGIN`` uses it; one left unused (a transaction that ran no
+    statement) is dropped when that transaction ends and when the connection goes back to the
+    pool, so it can never reach another transaction. Without a tenant a transaction sees no rows.
     """
 
     __slots__ = ("pending_tenant",)
@@ -115,7 +116,8 @@ def _after_begin(session: Session, transaction: SessionTransaction, connection: 
 
 async def asyncpg_connection(session: AsyncSession) -> Any:
     """``session``'s asyncpg connection (an ``asyncpg.Connection``) with its transaction begun (so
-    its tenant is bound), for statements sent past SQLAlchemy; None on another database or driver."""
+    its tenant is bound), for statements sent past SQLAlchemy; None on another database or driver.
+    (On an AUTOCOMMIT engine no transaction begins and no tenant is bound: RLS shows no rows.)"""
     connection = await session.connection()
     if connection.dialect.name != "postgresql" or connection.dialect.driver != "asyncpg":
         return None
@@ -126,11 +128,18 @@ async def asyncpg_connection(session: AsyncSession) -> Any:
     return adapter.driver_connection
 
 
-def drop_pending_tenant(dbapi_connection: Any, _record: Any) -> None:
+def drop_pending_tenant(dbapi_connection: Any, *_: Any) -> None:
     """A pool ``checkin`` hook: a connection back in the pool carries no tenant for a next BEGIN."""
     driver = getattr(dbapi_connection, "driver_connection", None)
     if isinstance(driver, TenantConnection):
         driver.pending_tenant = None
+
+
+def end_pending_tenant(connection: Connection) -> None:
+    """An engine ``commit`` / ``rollback`` hook: a transaction that ended without a statement
+    leaves no tenant behind on a connection that stays checked out (bound to a session, say)."""
+    if not connection.closed and not connection.invalidated:
+        drop_pending_tenant(connection.connection.dbapi_connection)
 
 
 class TenantSession(Session):

@@ -87,8 +87,8 @@ class InstanceRunner:
         )
 
     async def _take(self, tenant: UUID, wanted: Sequence[tuple[UUID, str]]) -> list[Lease | None]:
-        async with self.tenants.transaction(tenant) as session:
-            leases = await take_leases(session, tenant, wanted, self.lease_seconds)
+        async with self.tenants.transaction(tenant) as session:  # in instance order: no lock cycles
+            leases = await take_leases(session, tenant, sorted(wanted), self.lease_seconds)
         return [leases.get(instance_id) for instance_id, _ in wanted]
 
     def job_span(
