@@ -207,13 +207,13 @@ def test_every_problem_code_is_exercised() -> None:
 
 def test_the_garbage_collector_is_paused_only_while_a_document_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[bool] = []
-    structure_problems = validation.structure_problems
+    tree_problems = validation.tree_problems
 
     def probe(*args: Any) -> Any:
         seen.append(gc.isenabled())
-        return structure_problems(*args)
+        return tree_problems(*args)
 
-    monkeypatch.setattr(validation, "structure_problems", probe)
+    monkeypatch.setattr(validation, "tree_problems", probe)
     assert gc.isenabled()
     assert not check_document(json.dumps(MINIMAL))
     assert seen == [False]

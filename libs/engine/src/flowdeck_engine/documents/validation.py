@@ -135,12 +135,17 @@ def _checked(source: bytes | str | Mapping[str, Any], syntax: Syntax, platform: 
     for what, items, limit in (("steps", steps_raw, limits.max_steps), ("edges", edges_raw, limits.max_edges)):
         if len(items) > limit:
             problems.append(DocumentProblem(f"limit.{what}", f"{len(items)} {what}; the limit is {limit}", f"/{what}"))
-    seen = {p.pointer for p in problems}
-    structural = [p for p in structure_problems(tree, WorkflowDocument) if p.pointer not in seen]
-    problems += structural
+    # msgspec converts a sound tree in a fraction of the structure check's time, and refuses
+    # everything that check reports: only a tree it refuses needs the check (for every problem).
+    document = _converted(tree) if not problems else None
+    structural: list[DocumentProblem] = []
+    if document is None:
+        seen = {p.pointer for p in problems}
+        structural = [p for p in structure_problems(tree, WorkflowDocument) if p.pointer not in seen]
+        problems += structural
     broken = {_element(p.pointer) for p in problems}
     compiler = StepCompiler(platform)
-    steps, index = _steps(steps_raw, broken, compiler, problems)
+    steps, index = _steps(steps_raw, None if document is None else document.steps, broken, compiler, problems)
     edges, edge_index = _edges(edges_raw, broken, problems)
     terminal = _terminal(tree.get("terminal_steps"), problems)
     definition = WorkflowDefinition(
@@ -160,11 +165,20 @@ def _checked(source: bytes | str | Mapping[str, Any], syntax: Syntax, platform: 
     if problems:
         problems.sort(key=_order)
         return _Result(problems)
-    try:
-        document = msgspec.convert(tree, WorkflowDocument)
-    except msgspec.ValidationError as exc:  # pragma: no cover - the structure check covers msgspec's
-        return _Result([DocumentProblem("type.invalid", str(exc))])
+    if document is None:
+        try:
+            document = msgspec.convert(tree, WorkflowDocument)
+        except msgspec.ValidationError as exc:  # pragma: no cover - the structure check covers msgspec's
+            return _Result([DocumentProblem("type.invalid", str(exc))])
     return _Result([], document, definition)
+
+
+def _converted(tree: dict[str, Any]) -> WorkflowDocument | None:
+    """The document as Structs, or None when msgspec refuses the tree."""
+    try:
+        return msgspec.convert(tree, WorkflowDocument)
+    except msgspec.ValidationError:
+        return None
 
 
 def _read(
@@ -222,8 +236,14 @@ def _size_problems(tree: Mapping[str, Any], max_bytes: int) -> list[DocumentProb
 
 
 def _steps(
-    raw: list[Any], broken: set[str], compiler: StepCompiler, problems: list[DocumentProblem]
+    raw: list[Any],
+    specs: list[StepSpec] | None,
+    broken: set[str],
+    compiler: StepCompiler,
+    problems: list[DocumentProblem],
 ) -> tuple[dict[str, Any], dict[str, int]]:
+    """The engine steps by name, and where each name is first used; ``specs`` are the steps
+    already converted (one for each item of ``raw``), when the whole document could be."""
     # Any, not Step: mypy does not take BaseStep (step_type a ClassVar) for the Step protocol
     steps: dict[str, Any] = {}
     index: dict[str, int] = {}
@@ -239,6 +259,9 @@ def _steps(
         index[name] = i
         if pointer in broken:
             steps[name] = _Unchecked(name)
+            continue
+        if specs is not None:
+            steps[name] = compiler.step(specs[i], pointer)
             continue
         try:
             spec: Any = msgspec.convert(item, StepSpec)
