@@ -615,6 +615,8 @@ class _Compiler:
             return self._read(node)
         if t is _BinOp:
             return self._binop(node)  # type: ignore[arg-type]
+        if t is _Constant:
+            return _const(self._constant(node.value))  # type: ignore[attr-defined]
         value = self._literal(node)
         if value is not _NOT_LITERAL:
             return _const(value)
@@ -837,8 +839,9 @@ class _Compiler:
             raise self._syntax(_FORBIDDEN_NODES[ast.Call])
         if node.keywords:
             raise self._syntax("context.get(...) takes no keyword arguments")
-        if any(isinstance(arg, ast.Starred) for arg in node.args):
-            raise self._syntax("starred expressions are not allowed")
+        for arg in node.args:
+            if isinstance(arg, ast.Starred):
+                raise self._syntax("starred expressions are not allowed")
         if not 1 <= len(node.args) <= 2:
             raise self._syntax("context.get(...) takes a key and an optional default")
         key = self._scalar_literal(node.args[0])
@@ -893,8 +896,13 @@ class _Compiler:
 
         if not path:
 
-            def read(data: Mapping[str, Any]) -> Any:
-                value = lookup(data)
+            def read(data: Mapping[str, Any]) -> Any:  # lookup(), inlined: the most common read
+                if type(data) is dict or issubclass(type(data), dict):
+                    value = dict.get(data, key, missing)  # type: ignore[call-overload]
+                else:
+                    value = data.get(key, missing)
+                if value is missing:
+                    value = default
                 t = type(value)
                 if value is None or t is str or t is int or t is bool:
                     return value
