@@ -4,7 +4,9 @@ Every problem is reported at once, each with a stable code and a JSON pointer, i
 nothing but :class:`DocumentError` escapes. The checks run in this order, each on what the
 previous ones let through: the text (size, syntax, NUL characters); the tree as JSON (depth,
 non-finite numbers, keys given twice, ...); step and edge counts; the structure (types, unknown and
-missing fields, patterns); each step (expressions, durations, forms, actions); the graph
+missing fields, patterns: msgspec converts a sound tree at once, and the structure check that
+reports each problem only runs on a tree it refuses); each step (expressions, durations, forms,
+actions); the graph
 (:meth:`WorkflowGraph.validate`, with its paths turned into pointers). A graph problem at a place
 the structure check already reported is left out, and so are reachability problems when an edge
 is too broken to place in the graph.
