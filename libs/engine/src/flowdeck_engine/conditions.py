@@ -756,21 +756,24 @@ class _Compiler:
                 opfn, symbol = _ORDERING[type(op)]
                 self._check_ordering_literals(left_node, right_node, symbol)
                 tests.append(self._ordering(opfn, symbol))
+        if len(tests) == 1 and membership is not None:
+            # ``x in [...]``: the list was checked above and is only looked up in member_set,
+            # so it needs no closure of its own.
+            left = self.expr(node.left)
+            member_set, negated = membership
+
+            def member(data: Mapping[str, Any]) -> Any:
+                value = left(data)
+                t = type(value)
+                found = t is not list and t is not dict and _member_key(value) in member_set
+                return not found if negated else found
+
+            return member
+
         fns = tuple([self.expr(operand) for operand in operands])
         left = fns[0]
 
         if len(tests) == 1:
-            if membership is not None:
-                member_set, negated = membership
-
-                def member(data: Mapping[str, Any]) -> Any:
-                    value = left(data)
-                    t = type(value)
-                    found = t is not list and t is not dict and _member_key(value) in member_set
-                    return not found if negated else found
-
-                return member
-
             test = tests[0]
             right = fns[1]
 
