@@ -3,9 +3,11 @@ code and pointer (the table below), never with an exception of another kind."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,6 +22,7 @@ from flowdeck_engine.documents import (
     load_definition,
     syntax_for,
     validate_document,
+    validation,
 )
 
 from .conftest import INVALID, MINIMAL, minimal
@@ -200,3 +203,24 @@ def test_every_problem_code_is_exercised() -> None:
     elsewhere = {"limit.bytes", "limit.steps", "limit.edges", "value.repeated", "export.not_expressible"}
     seen = {code for expected in EXPECTED.values() for code, _ in expected} | elsewhere
     assert seen == set(PROBLEM_CODES)
+
+
+def test_the_garbage_collector_is_paused_only_while_a_document_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[bool] = []
+    tree_problems = validation.tree_problems
+
+    def probe(*args: Any) -> Any:
+        seen.append(gc.isenabled())
+        return tree_problems(*args)
+
+    monkeypatch.setattr(validation, "tree_problems", probe)
+    assert gc.isenabled()
+    assert not check_document(json.dumps(MINIMAL))
+    assert seen == [False]
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert check_document(b"{not json")
+        assert not gc.isenabled()  # a caller's own pause is left as it was
+    finally:
+        gc.enable()

@@ -23,6 +23,7 @@ from flowdeck_engine.documents import (
     load_definition,
     validate_document,
 )
+from flowdeck_engine.documents.structure import structure_problems
 
 CONDITIONS = [
     "context.get('amount') > 100",
@@ -207,3 +208,48 @@ def test_limits_are_rejected_with_their_code(doc: dict[str, Any]) -> None:
     size = len(json.dumps(doc).encode())
     tight = Platform(limits=DocumentLimits(max_bytes=size - 1))
     assert {p.code for p in check_document(json.dumps(doc), platform=tight)} == {"limit.bytes"}
+
+
+JSON_VALUES = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**65), 2**65),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.sampled_from(["", "x", "s0", "machine", "set", "gateway", "exclusive", "P1D", "P1Y", "1.0.0", "/a"]),
+        st.text(max_size=5),
+    ),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["type", "name", "x"]), inner),
+    max_leaves=6,
+)
+
+
+@settings(settings.get_profile("documents"), max_examples=300)
+@given(doc=valid_documents(), data=st.data())
+def test_a_tree_msgspec_converts_has_no_structural_problem(doc: dict[str, Any], data: st.DataObject) -> None:
+    """Validation skips the structure check when msgspec converts the tree: msgspec must refuse
+    every tree in which the structure check finds a problem."""
+    for _ in range(data.draw(st.integers(1, 3))):
+        node: Any = doc
+        while True:  # walk down to a random container, then break one of its values
+            keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+            if not keys:
+                break
+            key = data.draw(st.sampled_from(keys))
+            child = node[key]
+            if isinstance(child, dict | list) and child and data.draw(st.integers(0, 3)):
+                node = child
+                continue
+            action = data.draw(st.integers(0, 3))
+            if action == 0 and isinstance(node, dict):
+                del node[key]
+            elif action == 1 and isinstance(node, dict):
+                node[data.draw(st.sampled_from(["colour", "mode", "form", "retry", "default", "kind"]))] = child
+            else:
+                node[key] = data.draw(JSON_VALUES)
+            break
+    try:
+        msgspec.convert(doc, WorkflowDocument)
+    except msgspec.ValidationError:
+        return
+    assert structure_problems(doc, WorkflowDocument) == []

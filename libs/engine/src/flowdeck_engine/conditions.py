@@ -187,27 +187,89 @@ def _compile(source: str, limits: ConditionLimits) -> Condition:
 
 
 def _check_size(source: str, tree: ast.Expression, limits: ConditionLimits) -> None:
-    """Count nodes and measure depth, a level at a time (no recursion, no generators)."""
+    """Count nodes and measure depth, a level at a time (no recursion, no generators).
+
+    Every AST node counts but expression contexts (``Load``): operators, ``keyword`` nodes and
+    the like do. The node types of the condition language are taken apart by hand (the hot
+    path); any other type through its ``_fields``.
+    """
+    max_depth = limits.max_depth
+    max_nodes = limits.max_nodes
     nodes = 0
     depth = 0
-    level: list[ast.AST] = [tree]
+    level: list[Any] = [tree]
     while level:
-        if depth > limits.max_depth:
-            raise ConditionLimitError(source, f"nested deeper than {limits.max_depth} levels")
+        if depth > max_depth:
+            raise ConditionLimitError(source, f"nested deeper than {max_depth} levels")
         nodes += len(level)
-        if nodes > limits.max_nodes:
-            raise ConditionLimitError(source, f"more than {limits.max_nodes} syntax nodes")
-        below: list[ast.AST] = []
+        if nodes > max_nodes:
+            raise ConditionLimitError(source, f"more than {max_nodes} syntax nodes")
+        below: list[Any] = []
+        append = below.append
+        extend = below.extend
         for node in level:
-            for name in node._fields:
-                value = getattr(node, name, None)
-                if isinstance(value, ast.AST):
-                    if not isinstance(value, ast.expr_context):
-                        below.append(value)
-                elif isinstance(value, list):
-                    below.extend(item for item in value if isinstance(item, ast.AST))
+            t = type(node)
+            if t in _LEAVES:
+                continue
+            if t is _Compare:
+                append(node.left)
+                extend(node.ops)
+                extend(node.comparators)
+            elif t is _Call:
+                append(node.func)
+                extend(node.args)
+                extend(node.keywords)
+            elif t is _BoolOp:
+                append(node.op)
+                extend(node.values)
+            elif t is _BinOp:
+                append(node.left)
+                append(node.op)
+                append(node.right)
+            elif t is _UnaryOp:
+                append(node.op)
+                append(node.operand)
+            elif t is _Attribute or t is _Subscript:
+                append(node.value)
+                if t is _Subscript:
+                    append(node.slice)
+            elif t is _List or t is _Tuple:
+                extend(node.elts)
+            elif t is _Expression:
+                append(node.body)
+            else:
+                for name in node._fields:
+                    value = getattr(node, name, None)
+                    if isinstance(value, ast.AST):
+                        if not isinstance(value, ast.expr_context):
+                            append(value)
+                    elif isinstance(value, list):
+                        extend(item for item in value if isinstance(item, ast.AST))
         level = below
         depth += 1
+
+
+_Compare: Final = ast.Compare
+_Call: Final = ast.Call
+_BoolOp: Final = ast.BoolOp
+_BinOp: Final = ast.BinOp
+_UnaryOp: Final = ast.UnaryOp
+_Attribute: Final = ast.Attribute
+_Subscript: Final = ast.Subscript
+_List: Final = ast.List
+_Tuple: Final = ast.Tuple
+_Expression: Final = ast.Expression
+_Constant: Final = ast.Constant
+_Name: Final = ast.Name
+_LEAVES: Final[frozenset[type[ast.AST]]] = frozenset(
+    {ast.Constant, ast.Name}
+    | {op for base in (ast.operator, ast.cmpop, ast.boolop, ast.unaryop) for op in base.__subclasses__()}
+)
+"""Node types with no child nodes (a ``Name``'s only child is its expression context)."""
+_SIGNS: Final = (ast.USub, ast.UAdd)
+_SEQUENCES: Final = (ast.List, ast.Tuple)
+_IDENTITY: Final = (ast.Is, ast.IsNot)
+_MEMBERSHIP: Final = (ast.In, ast.NotIn)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,6 +478,13 @@ _FORBIDDEN_NODES: Final[dict[type[ast.AST], str]] = {
 }
 
 
+@functools.cache
+def _int_bound(digits: int) -> int:
+    """``10 ** digits``: the smallest integer with more than ``digits`` digits (kept per cap)."""
+    bound: int = 10**digits
+    return bound
+
+
 def _const(value: Any) -> _Fn:
     if type(value) is tuple:
         items = value
@@ -440,12 +509,13 @@ def _literal_kind(value: Any) -> str:
 class _Compiler:
     """Turns a checked AST into closures. One instance per compile; not shared."""
 
-    __slots__ = ("_int_bound", "limits", "source")
+    __slots__ = ("_fail_fn", "_int_bound", "limits", "source")
 
     def __init__(self, source: str, limits: ConditionLimits) -> None:
         self.source = source
         self.limits = limits
-        self._int_bound = 10**limits.max_int_digits
+        self._int_bound = _int_bound(limits.max_int_digits)
+        self._fail_fn: Callable[[str], ConditionEvaluationError] | None = None
 
     # -- errors -----------------------------------------------------------------------------
 
@@ -456,11 +526,15 @@ class _Compiler:
         return ConditionLimitError(self.source, reason)
 
     def _fail(self) -> Callable[[str], ConditionEvaluationError]:
-        source = self.source
+        """The error factory of this condition's evaluation failures (one per condition)."""
+        fail = self._fail_fn
+        if fail is None:
+            source = self.source
 
-        def fail(reason: str) -> ConditionEvaluationError:
-            return ConditionEvaluationError(source, reason)
+            def fail(reason: str) -> ConditionEvaluationError:
+                return ConditionEvaluationError(source, reason)
 
+            self._fail_fn = fail
         return fail
 
     def _forbidden(self, node: ast.AST) -> ConditionSyntaxError:
@@ -504,7 +578,7 @@ class _Compiler:
             return self._constant(node.value)
         if (
             isinstance(node, ast.UnaryOp)
-            and isinstance(node.op, ast.USub | ast.UAdd)
+            and isinstance(node.op, _SIGNS)
             and isinstance(node.operand, ast.Constant)
             and type(node.operand.value) in (int, float)
         ):
@@ -514,7 +588,7 @@ class _Compiler:
 
     def _literal(self, node: ast.expr) -> Any:
         """Return a scalar literal, a tuple for a literal list/tuple, or ``_NOT_LITERAL``."""
-        if isinstance(node, ast.List | ast.Tuple):
+        if isinstance(node, _SEQUENCES):
             if len(node.elts) > self.limits.max_list:
                 raise self._limit(f"a literal list has more than {self.limits.max_list} items")
             items = []
@@ -532,6 +606,17 @@ class _Compiler:
 
     def expr(self, node: ast.expr) -> _Fn:
         """Compile one expression node."""
+        t = type(node)  # the common node types first; none of these five is a literal
+        if t is _Compare:
+            return self._compare(node)  # type: ignore[arg-type]
+        if t is _BoolOp:
+            return self._boolop(node)  # type: ignore[arg-type]
+        if t is _Call or t is _Subscript or t is _Name:
+            return self._read(node)
+        if t is _BinOp:
+            return self._binop(node)  # type: ignore[arg-type]
+        if t is _Constant:
+            return _const(self._constant(node.value))  # type: ignore[attr-defined]
         value = self._literal(node)
         if value is not _NOT_LITERAL:
             return _const(value)
@@ -548,7 +633,7 @@ class _Compiler:
         raise self._forbidden(node)
 
     def _boolop(self, node: ast.BoolOp) -> _Fn:
-        fns = tuple(self.expr(value) for value in node.values)
+        fns = tuple([self.expr(value) for value in node.values])
         if isinstance(node.op, ast.And):
             if len(fns) == 2:
                 first, second = fns
@@ -655,10 +740,10 @@ class _Compiler:
         membership: tuple[frozenset[Any], bool] | None = None
         for index, op in enumerate(node.ops):
             left_node, right_node = operands[index], operands[index + 1]
-            if isinstance(op, ast.Is | ast.IsNot):
+            if isinstance(op, _IDENTITY):
                 raise self._syntax("'is' comparisons are not allowed; use == or !=")
-            if isinstance(op, ast.In | ast.NotIn):
-                if not isinstance(right_node, ast.List | ast.Tuple):
+            if isinstance(op, _MEMBERSHIP):
+                if not isinstance(right_node, _SEQUENCES):
                     raise self._syntax("'in' needs a literal list or tuple on its right side")
                 member_set = frozenset(_member_key(item) for item in self._literal(right_node))
                 membership = (member_set, isinstance(op, ast.NotIn))
@@ -671,21 +756,24 @@ class _Compiler:
                 opfn, symbol = _ORDERING[type(op)]
                 self._check_ordering_literals(left_node, right_node, symbol)
                 tests.append(self._ordering(opfn, symbol))
-        fns = tuple(self.expr(operand) for operand in operands)
+        if len(tests) == 1 and membership is not None:
+            # ``x in [...]``: the list was checked above and is only looked up in member_set,
+            # so it needs no closure of its own.
+            left = self.expr(node.left)
+            member_set, negated = membership
+
+            def member(data: Mapping[str, Any]) -> Any:
+                value = left(data)
+                t = type(value)
+                found = t is not list and t is not dict and _member_key(value) in member_set
+                return not found if negated else found
+
+            return member
+
+        fns = tuple([self.expr(operand) for operand in operands])
         left = fns[0]
 
         if len(tests) == 1:
-            if membership is not None:
-                member_set, negated = membership
-
-                def member(data: Mapping[str, Any]) -> Any:
-                    value = left(data)
-                    t = type(value)
-                    found = t is not list and t is not dict and _member_key(value) in member_set
-                    return not found if negated else found
-
-                return member
-
             test = tests[0]
             right = fns[1]
 
@@ -754,8 +842,9 @@ class _Compiler:
             raise self._syntax(_FORBIDDEN_NODES[ast.Call])
         if node.keywords:
             raise self._syntax("context.get(...) takes no keyword arguments")
-        if any(isinstance(arg, ast.Starred) for arg in node.args):
-            raise self._syntax("starred expressions are not allowed")
+        for arg in node.args:
+            if isinstance(arg, ast.Starred):
+                raise self._syntax("starred expressions are not allowed")
         if not 1 <= len(node.args) <= 2:
             raise self._syntax("context.get(...) takes a key and an optional default")
         key = self._scalar_literal(node.args[0])
@@ -810,8 +899,13 @@ class _Compiler:
 
         if not path:
 
-            def read(data: Mapping[str, Any]) -> Any:
-                value = lookup(data)
+            def read(data: Mapping[str, Any]) -> Any:  # lookup(), inlined: the most common read
+                if type(data) is dict or issubclass(type(data), dict):
+                    value = dict.get(data, key, missing)  # type: ignore[call-overload]
+                else:
+                    value = data.get(key, missing)
+                if value is missing:
+                    value = default
                 t = type(value)
                 if value is None or t is str or t is int or t is bool:
                     return value

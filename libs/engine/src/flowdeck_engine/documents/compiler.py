@@ -16,6 +16,7 @@ from flowdeck_engine.conditions import compile_condition
 from flowdeck_engine.documents.durations import parse_duration
 from flowdeck_engine.documents.errors import DocumentProblem
 from flowdeck_engine.documents.http import StdlibTransport, url_problem
+from flowdeck_engine.documents.metaschema import AVAILABLE, plainly_valid
 from flowdeck_engine.documents.model import (
     EmitAction,
     ExternalAction,
@@ -132,7 +133,7 @@ class StepCompiler:
                 f"{pointer}/$schema",
             )
             return None
-        if checker.is_valid(form):
+        if (type(checker) is _DRAFT7 and plainly_valid(form)) or checker.is_valid(form):
             refused = list(unsupported_patterns(form, pointer))
             for where, pattern in refused:
                 self.add(
@@ -258,6 +259,8 @@ _KNOWN: tuple[Any, ...] = (
     validators.Draft201909Validator,
     validators.Draft202012Validator,
 )
+_DRAFT7: Any = validators.Draft7Validator if AVAILABLE else None
+"""The dialect whose forms :func:`plainly_valid` may accept without asking jsonschema."""
 _DIALECTS: dict[str, Any] = {str(c.ID_OF(c.META_SCHEMA)).rstrip("#"): c for c in _KNOWN}
 _CHECKERS: dict[Any, Any] = {}
 

@@ -35,6 +35,12 @@ _STR: Final = "tag:yaml.org,2002:str"
 _AS_TEXT: Final = frozenset({_STR, "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"})
 _COLLECTION_TAGS: Final = frozenset({None, "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 _KEY: Final[Any] = object()  # a mapping frame waits for its next key
+_ScalarEvent: Final = yaml.ScalarEvent
+_MappingStartEvent: Final = yaml.MappingStartEvent
+_SequenceStartEvent: Final = yaml.SequenceStartEvent
+_MappingEndEvent: Final = yaml.MappingEndEvent
+_SequenceEndEvent: Final = yaml.SequenceEndEvent
+_AliasEvent: Final = yaml.AliasEvent
 
 
 class KeyedTwice(dict[str, Any]):
@@ -117,48 +123,61 @@ def _parse_yaml(text: str, limits: DocumentLimits) -> tuple[Any, list[DocumentPr
 
 def _compose(loader: Any, max_depth: int) -> Any:
     """Build the tree from the parser's events (no recursion, depth capped, no aliases)."""
+    resolvers = loader.yaml_implicit_resolvers
+    # A plain scalar whose first character starts no implicit type (``step_1``, ``Approve``) is
+    # text: what loader.resolve() answers, without its Python call and regex lookups.
+    text_first = None not in resolvers and not loader.yaml_path_resolvers
+    get_event = loader.get_event
     frames: list[list[Any]] = []  # [container, key (or _KEY) of a mapping, duplicate keys]
+    frame: list[Any] | None = None  # frames[-1]
     root: Any = None
     documents = 0
-    while loader.check_event():
-        event = loader.get_event()
+    while (event := get_event()) is not None:
         kind = type(event)
-        if kind is yaml.AliasEvent:
-            raise _Stop("document.yaml_alias", "YAML anchors and aliases are not supported", _pointer(frames))
-        if frames and frames[-1][1] is _KEY:
-            if kind is yaml.ScalarEvent:
-                frames[-1][1] = event.value
-                continue
-            if kind is not yaml.MappingEndEvent:
-                raise _Stop("document.syntax", "a mapping key must be a plain string", _pointer(frames))
         value: Any
-        if kind is yaml.ScalarEvent:
-            value = _scalar(loader, event)
-        elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+        if kind is _ScalarEvent:
+            if frame is not None and frame[1] is _KEY:
+                frame[1] = event.value
+                continue
+            tag = event.tag
+            value = event.value
+            if not (
+                (tag is None or tag == "!")
+                and (not event.implicit[0] or (text_first and value and value[0] not in resolvers))
+            ):
+                value = _scalar(loader, event)
+        elif kind is _MappingStartEvent or kind is _SequenceStartEvent:
+            if frame is not None and frame[1] is _KEY:
+                raise _Stop("document.syntax", "a mapping key must be a plain string", _pointer(frames))
             if event.tag not in _COLLECTION_TAGS:
                 raise _Stop("value.not_json", f"the YAML tag {event.tag} is not supported", _pointer(frames))
             if len(frames) >= max_depth:
                 message = f"nested deeper than {max_depth} levels"
                 raise _Stop("limit.depth", message, _pointer(frames))
-            mapping = kind is yaml.MappingStartEvent
-            frames.append([{} if mapping else [], _KEY if mapping else None, []])
+            mapping = kind is _MappingStartEvent
+            frame = [{} if mapping else [], _KEY if mapping else None, []]
+            frames.append(frame)
             continue
-        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+        elif kind is _MappingEndEvent or kind is _SequenceEndEvent:
             container, _, duplicates = frames.pop()
+            frame = frames[-1] if frames else None
             value = container
             if duplicates:
                 value = KeyedTwice(list(container.items()))
                 value.duplicates = duplicates
+        elif kind is _AliasEvent:
+            raise _Stop("document.yaml_alias", "YAML anchors and aliases are not supported", _pointer(frames))
         else:
+            if frame is not None and frame[1] is _KEY:  # never: these events come between documents
+                raise _Stop("document.syntax", "a mapping key must be a plain string", _pointer(frames))
             if kind is yaml.DocumentStartEvent:
                 documents += 1
                 if documents > 1:
                     raise _Stop("document.syntax", "a file holds one YAML document, not several")
             continue
-        if not frames:
+        if frame is None:
             root = value
             continue
-        frame = frames[-1]
         container = frame[0]
         if type(container) is list:
             container.append(value)

@@ -4,7 +4,9 @@ Every problem is reported at once, each with a stable code and a JSON pointer, i
 nothing but :class:`DocumentError` escapes. The checks run in this order, each on what the
 previous ones let through: the text (size, syntax, NUL characters); the tree as JSON (depth,
 non-finite numbers, keys given twice, ...); step and edge counts; the structure (types, unknown and
-missing fields, patterns); each step (expressions, durations, forms, actions); the graph
+missing fields, patterns: msgspec converts a sound tree at once, and the structure check that
+reports each problem only runs on a tree it refuses); each step (expressions, durations, forms,
+actions); the graph
 (:meth:`WorkflowGraph.validate`, with its paths turned into pointers). A graph problem at a place
 the structure check already reported is left out, and so are reachability problems when an edge
 is too broken to place in the graph.
@@ -12,6 +14,7 @@ is too broken to place in the graph.
 
 from __future__ import annotations
 
+import gc
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -108,6 +111,24 @@ class _Unchecked(BaseMachineStep):
 
 
 def _build(source: bytes | str | Mapping[str, Any], syntax: Syntax, platform: Platform) -> _Result:
+    """Every check and the compile, with the cyclic garbage collector paused meanwhile.
+
+    A document at the limits makes some 100,000 short-lived objects (its tree, the conditions'
+    syntax trees and closures, the Structs): each few hundred of them start a collection, and
+    those collections walk the whole heap now and then. That took as long as the checks
+    themselves. What the checks make holds no reference cycles, so reference counting frees it
+    as usual; the collector resumes at the end (unless something else had paused it).
+    """
+    if not gc.isenabled():
+        return _checked(source, syntax, platform)
+    gc.disable()
+    try:
+        return _checked(source, syntax, platform)
+    finally:
+        gc.enable()
+
+
+def _checked(source: bytes | str | Mapping[str, Any], syntax: Syntax, platform: Platform) -> _Result:
     limits = platform.limits
     tree, problems = _read(source, syntax, limits)
     if tree is _FATAL:
@@ -116,12 +137,17 @@ def _build(source: bytes | str | Mapping[str, Any], syntax: Syntax, platform: Pl
     for what, items, limit in (("steps", steps_raw, limits.max_steps), ("edges", edges_raw, limits.max_edges)):
         if len(items) > limit:
             problems.append(DocumentProblem(f"limit.{what}", f"{len(items)} {what}; the limit is {limit}", f"/{what}"))
-    seen = {p.pointer for p in problems}
-    structural = [p for p in structure_problems(tree, WorkflowDocument) if p.pointer not in seen]
-    problems += structural
+    # msgspec converts a sound tree in a fraction of the structure check's time, and refuses
+    # everything that check reports: only a tree it refuses needs the check (for every problem).
+    document = _converted(tree) if not problems else None
+    structural: list[DocumentProblem] = []
+    if document is None:
+        seen = {p.pointer for p in problems}
+        structural = [p for p in structure_problems(tree, WorkflowDocument) if p.pointer not in seen]
+        problems += structural
     broken = {_element(p.pointer) for p in problems}
     compiler = StepCompiler(platform)
-    steps, index = _steps(steps_raw, broken, compiler, problems)
+    steps, index = _steps(steps_raw, None if document is None else document.steps, broken, compiler, problems)
     edges, edge_index = _edges(edges_raw, broken, problems)
     terminal = _terminal(tree.get("terminal_steps"), problems)
     definition = WorkflowDefinition(
@@ -141,11 +167,20 @@ def _build(source: bytes | str | Mapping[str, Any], syntax: Syntax, platform: Pl
     if problems:
         problems.sort(key=_order)
         return _Result(problems)
-    try:
-        document = msgspec.convert(tree, WorkflowDocument)
-    except msgspec.ValidationError as exc:  # pragma: no cover - the structure check covers msgspec's
-        return _Result([DocumentProblem("type.invalid", str(exc))])
+    if document is None:
+        try:
+            document = msgspec.convert(tree, WorkflowDocument)
+        except msgspec.ValidationError as exc:  # pragma: no cover - the structure check covers msgspec's
+            return _Result([DocumentProblem("type.invalid", str(exc))])
     return _Result([], document, definition)
+
+
+def _converted(tree: dict[str, Any]) -> WorkflowDocument | None:
+    """The document as Structs, or None when msgspec refuses the tree."""
+    try:
+        return msgspec.convert(tree, WorkflowDocument)
+    except msgspec.ValidationError:
+        return None
 
 
 def _read(
@@ -203,8 +238,14 @@ def _size_problems(tree: Mapping[str, Any], max_bytes: int) -> list[DocumentProb
 
 
 def _steps(
-    raw: list[Any], broken: set[str], compiler: StepCompiler, problems: list[DocumentProblem]
+    raw: list[Any],
+    specs: list[StepSpec] | None,
+    broken: set[str],
+    compiler: StepCompiler,
+    problems: list[DocumentProblem],
 ) -> tuple[dict[str, Any], dict[str, int]]:
+    """The engine steps by name, and where each name is first used; ``specs`` are the steps
+    already converted (one for each item of ``raw``), when the whole document could be."""
     # Any, not Step: mypy does not take BaseStep (step_type a ClassVar) for the Step protocol
     steps: dict[str, Any] = {}
     index: dict[str, int] = {}
@@ -220,6 +261,9 @@ def _steps(
         index[name] = i
         if pointer in broken:
             steps[name] = _Unchecked(name)
+            continue
+        if specs is not None:
+            steps[name] = compiler.step(specs[i], pointer)
             continue
         try:
             spec: Any = msgspec.convert(item, StepSpec)
