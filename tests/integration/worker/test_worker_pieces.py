@@ -148,6 +148,27 @@ async def test_concurrent_jobs_take_their_leases_together_each_for_its_owner(
         assert (await tenants.engine(tenant).get_instance(instance.id)).status is WorkflowStatus.COMPLETED
 
 
+async def test_a_job_cancelled_while_its_lease_is_taken_gives_the_lease_back_at_shutdown(
+    tenants: Tenants, new_pg_tenant: NewTenant
+) -> None:
+    tenant = await new_pg_tenant("acme")
+    instance = await _start(tenants, tenant, documents.machines(count=3))
+    runner = InstanceRunner(tenants, lease_seconds=60, heartbeat_seconds=30)
+    job = asyncio.create_task(runner.run(tenant, instance.id))
+    await asyncio.sleep(0)  # the job waits for its lease, which a batch takes
+    job.cancel()  # SIGTERM's grace ran out, say
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    for _ in range(100):  # the batch goes on and takes the lease nobody waits for any more
+        if runner.held:
+            break
+        await asyncio.sleep(0.02)
+    assert instance.id in runner.held
+    await runner.release_all()  # what the worker does on its way out
+    async with tenants.transaction(tenant) as session:  # free again at once, not after 60 s
+        assert await take_lease(session, tenant, instance.id, "next-worker", 30) is not None
+
+
 async def test_a_job_naming_another_tenant_fails_as_a_security_event(
     tenants: Tenants, new_pg_tenant: NewTenant, caplog: pytest.LogCaptureFixture
 ) -> None:

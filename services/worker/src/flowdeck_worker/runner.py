@@ -89,6 +89,8 @@ class InstanceRunner:
     async def _take(self, tenant: UUID, wanted: Sequence[tuple[UUID, str]]) -> list[Lease | None]:
         async with self.tenants.transaction(tenant) as session:  # in instance order: no lock cycles
             leases = await take_leases(session, tenant, sorted(wanted), self.lease_seconds)
+        for instance_id, lease in leases.items():  # held from here: a job cancelled meanwhile never
+            self.held[instance_id] = (tenant, lease)  # sees its lease, and release_all gives it back
         return [leases.get(instance_id) for instance_id, _ in wanted]
 
     def job_span(
@@ -113,7 +115,6 @@ class InstanceRunner:
         lease = await self._leases(tenant).submit((instance_id, owner))
         if lease is None:
             return await self._nothing_leased(tenant, instance_id)
-        self.held[instance_id] = (tenant, lease)
         heart = asyncio.create_task(self._heartbeat(tenant, lease, beat))
         remaining = True
         try:
