@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft7Validator
 from jsonschema.validators import validator_for
-from sqlalchemy import exists, func, or_, select, true, tuple_
+from sqlalchemy import exists, func, select, tuple_
 
 from flowdeck_api.domain.tasks.schemas import TaskPage, TaskRead
 from flowdeck_api.errors import ApiError, not_found
@@ -15,7 +15,16 @@ from flowdeck_api.pagination import decode_time_and_id, encode_cursor
 from flowdeck_engine.documents.patterns import install as linear_patterns
 from flowdeck_runtime.tenancy import in_tenant
 from flowdeck_store import HumanTaskModel, TaskCandidateModel
-from flowdeck_store.inbox import NO_DUE, claim_task, inbox_page, principal_keys, route_tasks, routing, task_for
+from flowdeck_store.inbox import (
+    INBOX_COLUMNS,
+    NO_DUE,
+    claim_task,
+    inbox_page,
+    principal_keys,
+    route_tasks,
+    routing,
+    task_for,
+)
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -34,24 +43,7 @@ linear_patterns()  # a form's patterns match with RE2: linear time whatever a te
 
 
 def _read(row: HumanTaskModel) -> TaskRead:
-    return TaskRead(
-        id=row.id,
-        instance_id=row.instance_id,
-        workflow=row.workflow_name,
-        step_name=row.step_name,
-        title=row.title,
-        description=row.description,
-        form_schema=row.form_schema,
-        assignee=row.assignee_id,
-        candidate_groups=list(row.candidate_groups or []),
-        status=row.status,
-        due_at=row.due_at,
-        reminder_at=row.reminder_at,
-        claimed_by=row.claimed_by,
-        created_at=row.created_at,
-        completed_at=row.completed_at,
-        completed_by=row.completed_by,
-    )
+    return TaskRead(**{name: getattr(row, column) for name, column in INBOX_COLUMNS})
 
 
 def _completed(task: TaskRead, instance: WorkflowInstance, user: str) -> TaskRead | None:
@@ -91,18 +83,11 @@ class TaskService:
         """My principals in the inbox index (:mod:`flowdeck_store.inbox`)."""
         return principal_keys(self.principal.user_id, self.principal.groups)
 
-    def _routed_to_me(self) -> Any:
-        """Tasks assigned to me, or unassigned and open to one of my groups (or to anyone): those
-        with an inbox row (:mod:`flowdeck_store.inbox`) for one of my principals."""
-        return exists().where(
-            Candidate.tenant_id == self.tenant, Candidate.task_id == Task.id, Candidate.principal.in_(self._keys())
-        )
-
-    def _visible(self) -> Any:
+    def _sees(self, routed: bool, task: HumanTaskModel | TaskRead) -> bool:
+        """Whether I may see ``task``: admins every task of the tenant; others a task ``routed``
+        to them (an inbox row for one of their principals), or one they claimed or completed."""
         me = self.principal.user_id
-        if self.principal.is_admin:
-            return true()
-        return or_(self._routed_to_me(), Task.completed_by == me, Task.claimed_by == me)
+        return self.principal.is_admin or routed or me in (task.claimed_by, task.completed_by)
 
     async def inbox(
         self,
@@ -142,9 +127,9 @@ class TaskService:
         return TaskPage(items=items, next_cursor=next_cursor)
 
     def _scan(self, workflow: str | None, status: str, due_before: datetime | None, after: Any, limit: int) -> Any:
-        """The tenant's tasks visible to me, by due time: a scan of the tenant's tasks (the admin view)."""
+        """The tenant's tasks by due time: a scan of them (the admin view)."""
         due = func.coalesce(Task.due_at, _LAST)
-        query = select(Task).where(in_tenant(Task, self.tenant), Task.status == status, self._visible())
+        query = select(Task).where(in_tenant(Task, self.tenant), Task.status == status)
         if workflow is not None:
             query = query.where(Task.workflow_name == workflow)
         if due_before is not None:
@@ -154,10 +139,14 @@ class TaskService:
         return query.order_by(due, Task.id).limit(limit + 1)
 
     async def _row(self, session: AsyncSession, task_id: UUID, *, lock: bool = False) -> HumanTaskModel:
-        query = select(Task).where(in_tenant(Task, self.tenant), Task.id == task_id, self._visible())
-        row = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
-        if row is None:
+        routed = exists().where(
+            Candidate.tenant_id == self.tenant, Candidate.task_id == Task.id, Candidate.principal.in_(self._keys())
+        )
+        query = select(Task, routed).where(in_tenant(Task, self.tenant), Task.id == task_id)
+        found = (await session.execute(query.with_for_update(of=Task) if lock else query)).one_or_none()
+        if found is None or not self._sees(found[1], found[0]):
             raise not_found("task")
+        row: HumanTaskModel = found[0]
         return row
 
     async def get(self, task_id: UUID) -> TaskRead:
@@ -207,8 +196,8 @@ class TaskService:
                 raise not_found("task")
             version, routed = found.pop("workflow_version"), found.pop("routed")
             task = TaskRead(**found)
-            if not (self.principal.is_admin or routed or me in (task.completed_by, task.claimed_by)):
-                raise not_found("task")  # the same rule as _visible
+            if not self._sees(routed, task):
+                raise not_found("task")
             self._check_completion(task, data)
             await self.tenants.definition(self.tenant, task.workflow, version, session)
             instance = await engine.complete_human_task(task.instance_id, task.step_name, me, data)
