@@ -142,17 +142,12 @@ class DefinitionService:
             raise not_found(f"workflow {name!r} version {version!r}")
         return _summary(row)
 
-    async def resolve(self, name: str, version: str | None) -> WorkflowDefinition:
-        """The definition to start: ``version`` if active, else the latest active release."""
-        async with self.tenants.transaction(self.tenant) as session:
-            version = await self.active_version(session, name, version)
-        return await self.tenants.definition(self.tenant, name, version)
-
-    async def active_version(self, session: AsyncSession, name: str, version: str | None, *also: Any) -> Any:
-        """``version`` if it is active, else the latest active release (404 when there is none).
-
-        ``also``: scalar subqueries read in the same statement; then the answer is a tuple of the
-        version and their values."""
+    async def active_version(
+        self, session: AsyncSession, name: str, version: str | None, *also: Any
+    ) -> tuple[Any, ...]:
+        """``(version, *values of also)``: ``version`` if it is active, else the latest active
+        release (404 when there is none), with the scalar subqueries ``also`` read in the same
+        statement (one round trip for a start's reads)."""
         query = select(Model.version, *also).where(
             in_tenant(Model, self.tenant), Model.name == name, Model.is_active.is_(True)
         )
@@ -165,7 +160,7 @@ class DefinitionService:
             version = max(releases, key=version_key)
         elif version not in found:
             raise ApiError(404, "workflow_not_found", f"workflow {name!r} has no active version {version!r}")
-        return (version, *found[version]) if also else version
+        return (version, *found[version])
 
     async def graph(self, name: str, version: str) -> GraphRead:
         """The graph of one version."""
