@@ -17,6 +17,7 @@ from flowdeck_engine import InstanceNotFoundError, WorkflowNotFoundError, Workfl
 from flowdeck_engine.documents import Platform, load_definition
 from flowdeck_runtime.tenancy import in_tenant
 from flowdeck_store import PersistentExecutionEngine, WorkflowDefinitionModel, WorkflowInstanceModel, bind_tenant
+from flowdeck_store.store import shared_session
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -56,7 +57,13 @@ class Tenants:
 
     @asynccontextmanager
     async def transaction(self, tenant: UUID) -> AsyncIterator[AsyncSession]:
-        """A session in a transaction for ``tenant`` (row-level security applies), committed at the end."""
+        """A session in a transaction for ``tenant`` (row-level security applies), committed at the
+        end; inside an engine's :meth:`~flowdeck_store.PersistentExecutionEngine.transaction` for
+        ``tenant``, that transaction (committed when it ends)."""
+        joined = shared_session(tenant)
+        if joined is not None:
+            yield joined
+            return
         async with self.sessions() as session:
             bind_tenant(session, tenant)
             async with session.begin():
@@ -100,14 +107,11 @@ class Tenants:
         await self.definition(tenant, found[0], found[1])
         return self.engine(tenant)
 
-    async def definition(
-        self, tenant: UUID, name: str, version: str, session: AsyncSession | None = None
-    ) -> WorkflowDefinition:
+    async def definition(self, tenant: UUID, name: str, version: str) -> WorkflowDefinition:
         """The compiled definition ``name`` at ``version`` of ``tenant``; raises
-        :class:`WorkflowNotFoundError` when it has none. ``session``: read it in the caller's
-        transaction (a caller holding a connection must never wait for a second one, or for
-        another caller that waits for one: under load that empties the pool). Compiling has no
-        await in it, so each version compiles once per process without a lock."""
+        :class:`WorkflowNotFoundError` when it has none. Compiling has no await in it, so each
+        version compiles once per process without a lock (a caller holding a connection must
+        never wait on another that waits for one: under load that empties the pool)."""
         registry = self.engine(tenant).registry
         if registry.has_definition(name, version):
             return registry.get_definition(name, version)
@@ -115,11 +119,8 @@ class Tenants:
         query = select(model.definition_json).where(
             in_tenant(model, tenant), model.name == name, model.version == version
         )
-        if session is not None:
+        async with self.transaction(tenant) as session:
             document = (await session.execute(query)).scalar_one_or_none()
-        else:
-            async with self.transaction(tenant) as own:
-                document = (await own.execute(query)).scalar_one_or_none()
         if document is None:
             raise WorkflowNotFoundError(name, version)
         if not registry.has_definition(name, version):  # a concurrent caller may have compiled it meanwhile

@@ -104,6 +104,14 @@ _unit: ContextVar[Unit | None] = ContextVar("flowdeck_unit", default=None)
 _shared: ContextVar[TaskScoped[tuple[UUID, AsyncSession]] | None] = ContextVar("flowdeck_shared", default=None)
 
 
+def shared_session(tenant_id: UUID) -> AsyncSession | None:
+    """The session of the :meth:`SqlInstanceStore.shared` transaction this task is in, if it is
+    ``tenant_id``'s: whoever opens a transaction for that tenant meanwhile should use it (waiting
+    for a second pooled connection while holding one can empty the pool)."""
+    shared_by = scoped(_shared)
+    return shared_by[1] if shared_by is not None and shared_by[0] == tenant_id else None
+
+
 def _records(transition: Transition) -> list[StepExecution]:
     return [c for c in transition.commands if isinstance(c, StepExecution)]
 

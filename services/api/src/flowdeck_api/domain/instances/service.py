@@ -142,7 +142,7 @@ class InstanceService:
             version, running = await DefinitionService(self.tenants, self.tenant).active_version(
                 session, request.workflow, request.version, live.scalar_subquery()
             )
-            definition = await self.tenants.definition(self.tenant, request.workflow, version, session)
+            definition = await self.tenants.definition(self.tenant, request.workflow, version)
             if running >= self.max_running:
                 raise ApiError(
                     429,

@@ -199,7 +199,7 @@ class TaskService:
             if not self._sees(routed, task):
                 raise not_found("task")
             self._check_completion(task, data)
-            await self.tenants.definition(self.tenant, task.workflow, version, session)
+            await self.tenants.definition(self.tenant, task.workflow, version)
             instance = await engine.complete_human_task(task.instance_id, task.step_name, me, data)
         done = _completed(task, instance, me)
         if done is not None:
