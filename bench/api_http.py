@@ -183,18 +183,14 @@ def run(args: argparse.Namespace) -> None:
     import httpx
 
     from flowdeck_api.auth import mint_token
+    from tests.integration.conftest import provision
     from tests.integration.servers import free_port, start_postgres
 
     home = Path(tempfile.mkdtemp(prefix="flowdeck-bench-"))
     pg = start_postgres(durable=True)
     api: subprocess.Popen[bytes] | None = None
     try:
-        pg.psql("CREATE ROLE flowdeck_owner LOGIN CREATEROLE")
-        pg.psql("CREATE DATABASE bench OWNER flowdeck_owner")
-        owner = pg.url(user="flowdeck_owner", database="bench")
-        env = {**os.environ, "FLOWDECK_DATABASE_URL": owner}
-        subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True)
-        pg.psql("ALTER ROLE flowdeck_app LOGIN;")
+        database = provision(pg.url(), "bench")  # owner, migrated, the app role may log in
         tenants = [uuid.uuid4() for _ in range(args.tenants)]
         values = ",".join(f"('{t}', 'bench-{i}', 'Bench {i}', 'active', now(), now())" for i, t in enumerate(tenants))
         pg.psql(f"INSERT INTO tenants (id, slug, name, status, created_at, updated_at) VALUES {values};", "bench")
@@ -203,7 +199,7 @@ def run(args: argparse.Namespace) -> None:
         api_env = {
             **os.environ,
             "FLOWDECK_MODE": "production",
-            "FLOWDECK_DATABASE_URL": pg.url(user="flowdeck_app", database="bench"),
+            "FLOWDECK_DATABASE_URL": database.app_url,
             "FLOWDECK_HOME": str(home),
             "FLOWDECK_STARTS_PER_MINUTE": "10000000",
             "FLOWDECK_MAX_RUNNING_INSTANCES": "100000000",

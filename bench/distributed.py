@@ -20,7 +20,6 @@ import json
 import sys
 import tempfile
 import time
-from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +29,10 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import uvloop  # noqa: E402
 from _loadgen import post_many  # noqa: E402
-from alembic import command  # noqa: E402
-from alembic.config import Config  # noqa: E402
 
 from tests.e2e import documents  # noqa: E402
 from tests.e2e.stack import Stack, wait_for  # noqa: E402
-from tests.integration.conftest import Database  # noqa: E402
+from tests.integration.conftest import provision  # noqa: E402
 from tests.integration.servers import start_postgres, start_redis  # noqa: E402
 
 WARMUP = 100
@@ -126,18 +123,7 @@ def main() -> None:
     redis = start_redis()
     results: dict[str, Any] = {}
     try:
-        postgres.psql("CREATE ROLE flowdeck_owner LOGIN CREATEROLE")
-        postgres.psql("CREATE DATABASE flowdeck OWNER flowdeck_owner")
-        owner = postgres.url("flowdeck_owner", "flowdeck")
-        config = Config(str(ROOT / "alembic.ini"))
-        config.set_main_option("sqlalchemy.url", owner.replace("%", "%%"))
-        config.cmd_opts = Namespace(x=["app_role=flowdeck_app", "system_role=flowdeck_system"])
-        command.upgrade(config, "head")
-        postgres.psql("ALTER ROLE flowdeck_app LOGIN")
-        postgres.psql("ALTER ROLE flowdeck_system LOGIN")
-        database = Database(
-            postgres.url(), owner, postgres.url("flowdeck_app", "flowdeck"), postgres.url("flowdeck_system", "flowdeck")
-        )
+        database = provision(postgres.url(), "flowdeck")  # owner, migrated, app and system roles
         for workers in args.workers:
             with tempfile.TemporaryDirectory() as home:
                 stack = Stack(database, redis.url, Path(home))
