@@ -52,13 +52,12 @@ class Scheduler:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.work = services.settings.work
-        # One connection, held open and in autocommit: one statement per poll, no pre-ping.
+        # One connection, held open and in autocommit: one statement per poll.
         self.scan_engine: AsyncEngine = create_engine(
             services.settings.database.url,
             pool_size=1,
             max_overflow=0,
             isolation_level="AUTOCOMMIT",
-            pool_pre_ping=False,
         )
         self._conn: AsyncConnection | None = None
         self._parallel = asyncio.Semaphore(_PARALLEL)
