@@ -18,6 +18,7 @@ from flowdeck_engine.exceptions import (
 )
 from flowdeck_engine.instance import WorkflowInstance, new_id
 from flowdeck_engine.kernel import (
+    RUN,
     AwaitCallback,
     CallbackReceived,
     CancelRequested,
@@ -102,7 +103,7 @@ def _replay(kernel: Kernel, state: InstanceState, events: list[Event]) -> Transi
     for command in commands:
         if type(command) is RunStep:
             act = active.get(command.step)
-            if act is not None and act.kind == "run" and act.attempt == command.attempt:
+            if act is not None and act.kind == RUN and act.attempt == command.attempt:
                 due[command.step, command.attempt] = command
     kept = [c for c in commands if type(c) is not RunStep]
     kept.extend(due.values())
@@ -265,7 +266,7 @@ class LocalExecutionEngine:
         ready = [
             RunStep(name, act.attempt)
             for name, act in instance.state.active.items()
-            if act.kind == "run" and (act.due_at is None or act.due_at <= now)
+            if act.kind == RUN and (act.due_at is None or act.due_at <= now)
         ]
         if ready and not instance.status.is_final:
             if self.interceptor is None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from flowdeck_engine.codec import state_to_json
 from flowdeck_engine.context import StepExecution
 from flowdeck_engine.events import events_for
-from flowdeck_engine.kernel import CloseWait, OpenTask, TaskCompleted
+from flowdeck_engine.kernel import CALLBACK, RUN, TASK, TIMER, CloseWait, OpenTask, TaskCompleted
 from flowdeck_store.jsonsafe import event_text, json_text, result_text
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from flowdeck_engine import InstanceState, Transition, WorkflowEvent, WorkflowInstance
     from flowdeck_engine.kernel import Event
 
-RUN, TASK, TIMER, CALLBACK = "run", "task", "timer", "callback"
 _NAMESPACE = uuid.UUID("0b6c8f5e-8d7f-4a51-9b0e-5c7f3f8e2a10")
 
 

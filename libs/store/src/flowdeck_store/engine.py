@@ -21,6 +21,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowdeck_engine import ConcurrencyError, LocalExecutionEngine
+from flowdeck_engine.kernel import RUN
 from flowdeck_store.durable import DurableInstanceStore
 from flowdeck_store.store import TaskScoped, _unit, scoped
 from flowdeck_store.tenancy import as_tenant_id
@@ -92,7 +93,7 @@ class _AfterCommitQueue:
 
     async def _send(self, instance: WorkflowInstance) -> None:
         # Steps due now; a retry's backoff (``due_at`` set) is the scheduler's to send when due.
-        due = [name for name, act in instance.state.active.items() if act.kind == "run" and act.due_at is None]
+        due = [name for name, act in instance.state.active.items() if act.kind == RUN and act.due_at is None]
         if not due or instance.status.is_final:
             return
         try:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from sqlalchemy import Table, insert, select, update
 
+from flowdeck_engine.kernel import TASK
 from flowdeck_store.inbox import route_tasks
 from flowdeck_store.models import HumanTaskModel, OutboxEventModel, TimerModel
 
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 ESCALATION: Final = "escalation"
 REMINDER: Final = "reminder"
-TASK: Final = "task"
 _KINDS: Final = (ESCALATION, REMINDER)
 _TIMERS = cast("Table", TimerModel.__table__)
 _TASKS = cast("Table", HumanTaskModel.__table__)

@@ -27,6 +27,7 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 
 from flowdeck_engine import InstanceNotFoundError, WorkflowNotFoundError, WorkflowsError
+from flowdeck_engine.kernel import RUN
 from flowdeck_store import StaleLeaseError, extend_lease, instance_tenant, release_lease, take_leases
 from flowdeck_store.batching import Batcher, BatchLimits, by_tenant
 
@@ -121,7 +122,7 @@ class InstanceRunner:
             await self.tenants.definition(tenant, *lease.workflow)  # compiled once per tenant and version
             instance = await self.tenants.engine(tenant).resume(instance_id, lease=lease)
             remaining = any(
-                act.kind == "run" and lease.covers(name, act.attempt) for name, act in instance.state.active.items()
+                act.kind == RUN and lease.covers(name, act.attempt) for name, act in instance.state.active.items()
             )
             return DONE
         except StaleLeaseError:
