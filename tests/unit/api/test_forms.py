@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from flowdeck_api.domain.tasks.service import form_errors
 
 PAIR = {"type": "array", "items": [{"type": "string"}, {"type": "integer"}]}  # a tuple in draft 7
@@ -25,3 +28,15 @@ def test_a_form_naming_2020_12_reads_as_2020_12() -> None:
     assert form_errors(schema, ["a", 1]) == []  # type: ignore[arg-type]
     (error,) = form_errors(schema, ["a", "b"])  # type: ignore[arg-type]
     assert (error["code"], error["pointer"]) == ("form.type", "/1")
+
+
+def test_the_task_service_matches_tenant_patterns_in_linear_time() -> None:
+    # In a child process with a deadline: with Python's backtracking re this would run for hours.
+    code = (
+        "from flowdeck_api.domain.tasks.service import form_errors\n"
+        "schema = {'type': 'object', 'properties': {'code': {'type': 'string', 'pattern': '^(a+)+$'}}}\n"
+        "print(len(form_errors(schema, {'code': 'a' * 64 + '!'})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"

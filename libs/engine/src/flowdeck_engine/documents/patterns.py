@@ -4,7 +4,8 @@ A form's ``pattern`` and ``patternProperties`` (which ``additionalProperties`` a
 ``unevaluatedProperties`` consult too) are written by a tenant and matched against what users
 submit. Python's backtracking ``re`` takes exponential time on patterns like ``^(a+)+$``, and
 would block an API process, every tenant's requests with it. jsonschema calls ``re.search`` for
-all of them; :func:`install` points those calls at RE2, whose matching is linear in the input.
+all of them; :func:`install` points those calls at RE2, whose matching is linear in the input
+(the process that validates submissions against forms calls it: the API's task service).
 
 Patterns RE2 cannot compile (backreferences, lookaround) are refused in tenants' forms at upload
 (:func:`unsupported_patterns`), so every tenant pattern runs on RE2. Only such patterns fall back
@@ -92,7 +93,5 @@ def unsupported_patterns(schema: Any, pointer: str = "") -> Iterator[tuple[str, 
         for i, item in enumerate(schema):
             yield from unsupported_patterns(item, f"{pointer}/{i}")
 
-
-install()
 
 __all__ = ["LINEAR_RE", "install", "search", "unsupported_patterns"]
