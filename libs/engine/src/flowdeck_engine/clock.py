@@ -11,7 +11,6 @@ import heapq
 import itertools
 import logging
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -45,8 +44,10 @@ class SystemClock:
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
-        self.now: Callable[[], datetime] = partial(datetime.now, UTC)
-        """The current UTC time (a C-level callable: the engine reads it for every step)."""
+
+    def now(self) -> datetime:
+        """The current UTC time."""
+        return datetime.now(UTC)
 
     def call_at(self, when: datetime, callback: Callable[[], Awaitable[None]]) -> Scheduled:
         """Schedule ``callback`` on the running loop."""
