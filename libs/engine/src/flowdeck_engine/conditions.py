@@ -478,13 +478,6 @@ _FORBIDDEN_NODES: Final[dict[type[ast.AST], str]] = {
 }
 
 
-@functools.cache
-def _int_bound(digits: int) -> int:
-    """``10 ** digits``: the smallest integer with more than ``digits`` digits (kept per cap)."""
-    bound: int = 10**digits
-    return bound
-
-
 def _const(value: Any) -> _Fn:
     if type(value) is tuple:
         items = value
@@ -514,7 +507,7 @@ class _Compiler:
     def __init__(self, source: str, limits: ConditionLimits) -> None:
         self.source = source
         self.limits = limits
-        self._int_bound = _int_bound(limits.max_int_digits)
+        self._int_bound: int = 10**limits.max_int_digits  # the smallest int with more digits than allowed
         self._fail_fn: Callable[[str], ConditionEvaluationError] | None = None
 
     # -- errors -----------------------------------------------------------------------------
