@@ -16,7 +16,7 @@ from flowdeck_engine.conditions import compile_condition
 from flowdeck_engine.documents.durations import parse_duration
 from flowdeck_engine.documents.errors import DocumentProblem
 from flowdeck_engine.documents.http import StdlibTransport, url_problem
-from flowdeck_engine.documents.metaschema import AVAILABLE, plainly_valid
+from flowdeck_engine.documents.metaschema import plainly_valid
 from flowdeck_engine.documents.model import (
     EmitAction,
     ExternalAction,
@@ -259,7 +259,7 @@ _KNOWN: tuple[Any, ...] = (
     validators.Draft201909Validator,
     validators.Draft202012Validator,
 )
-_DRAFT7: Any = validators.Draft7Validator if AVAILABLE else None
+_DRAFT7: Any = validators.Draft7Validator
 """The dialect whose forms :func:`plainly_valid` may accept without asking jsonschema."""
 _DIALECTS: dict[str, Any] = {str(c.ID_OF(c.META_SCHEMA)).rstrip("#"): c for c in _KNOWN}
 _CHECKERS: dict[Any, Any] = {}

@@ -23,7 +23,7 @@ from jsonschema import validators
 
 _FORMATS: Final = frozenset(validators.Draft7Validator.FORMAT_CHECKER.checkers)
 AVAILABLE: Final = not {"uri", "uri-reference", "iri", "iri-reference"} & _FORMATS
-"""Whether :func:`plainly_valid` may be used with this installation of jsonschema."""
+"""Whether :func:`plainly_valid` may answer True with this installation of jsonschema."""
 _CHECKS_REGEX: Final = "regex" in _FORMATS
 
 _SIMPLE_TYPES: Final = frozenset({"array", "boolean", "integer", "null", "number", "object", "string"})
@@ -99,6 +99,8 @@ def plainly_valid(schema: Any) -> bool | None:
 
     Iterative (a stack of subschemas), so any nesting is safe.
     """
+    if not AVAILABLE:
+        return None
     todo = [schema]
     while todo:
         node = todo.pop()
