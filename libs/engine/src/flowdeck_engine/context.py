@@ -29,7 +29,10 @@ def private_copy(data: Mapping[str, Any]) -> dict[str, Any]:
     otherwise the values are copied deeply. A value that cannot be copied (a lock, a client:
     not data) stays shared.
     """
-    if _IMMUTABLE.issuperset(map(type, data.values())):
+    for value in data.values():
+        if type(value) not in _IMMUTABLE:
+            break
+    else:
         return dict(data)
     try:
         return copy.deepcopy(dict(data))
@@ -159,3 +162,12 @@ class WorkflowContext:
         context.emitted = ()
         context.attempt = attempt
         return context
+
+    def moved_to(self, step_name: str, data: dict[str, Any], attempt: int = 1) -> WorkflowContext:
+        """This very context, moved on to attempt ``attempt`` of ``step_name`` with a
+        :func:`private_copy` of ``data``: how a chain of machine steps hands its one context on."""
+        self.data = private_copy(data)
+        self.current_step = step_name
+        self.attempt = attempt
+        self.emitted = ()
+        return self

@@ -51,6 +51,22 @@ CALLBACK: Final = "callback"
 
 _new = object.__new__
 
+# Enum members as plain globals for the hot paths: on Python 3.11 every ``WorkflowStatus.RUNNING``
+# goes through ``EnumType.__getattr__`` and costs about as much as building a small object.
+_RUNNING, _WAITING, _COMPLETED, _FAILED, _CANCELED = (
+    WorkflowStatus.RUNNING,
+    WorkflowStatus.WAITING,
+    WorkflowStatus.COMPLETED,
+    WorkflowStatus.FAILED,
+    WorkflowStatus.CANCELED,
+)
+_SUCCEEDED, _STEP_FAILED, _SKIPPED, _STEP_CANCELED = (
+    StepStatus.SUCCEEDED,
+    StepStatus.FAILED,
+    StepStatus.SKIPPED,
+    StepStatus.CANCELED,
+)
+
 _KIND = {
     StepType.MACHINE: RUN,
     StepType.GATEWAY: RUN,
@@ -123,7 +139,7 @@ class InstanceState:
 
 
 _RUN_FIRST = Activity(RUN)
-_FINAL = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELED})
+_FINAL = frozenset({_COMPLETED, _FAILED, _CANCELED})
 
 
 # --- events (inputs) -----------------------------------------------------------------------------
@@ -327,6 +343,9 @@ class Transition:
     state: InstanceState
     commands: Sequence[Command]
     at: datetime
+    then: RunStep | None = None
+    """The one machine step this transition made due now, when that is all it readied (it is then
+    also the last of ``commands``): a shell may run it straight on and save both as one change."""
 
 
 # --- the compiled definition ---------------------------------------------------------------------
@@ -450,7 +469,7 @@ class Kernel:
     def start(self, instance_id: UUID, data: Mapping[str, Any], at: datetime) -> Transition:
         """A new instance, its initial step activated."""
         d = self.definition
-        state = InstanceState(instance_id, d.name, d.version, WorkflowStatus.RUNNING, dict(data), at)
+        state = InstanceState(instance_id, d.name, d.version, _RUNNING, dict(data), at)
         commands: list[Command] = []
         first = self._steps[d.initial_step].run
         if first is not None and (started := self._run_next(state, first, at, commands)) is not None:
@@ -494,7 +513,7 @@ class Kernel:
             s.data = data
         plan = self._steps[name]
         commands: list[Command] = [
-            StepExecution(name, plan.step_type, StepStatus.SUCCEEDED, e.started_at, e.at, e.attempt, e.result)
+            StepExecution(name, plan.step_type, _SUCCEEDED, e.started_at, e.at, e.attempt, e.result)
         ]
         if e.emitted:
             commands.extend(Emit(name, kind, payload) for kind, payload in e.emitted)
@@ -507,7 +526,7 @@ class Kernel:
         plan = self._steps[e.step]
         error = f"{e.error_type}: {e.message}"
         commands: list[Command] = [
-            StepExecution(e.step, plan.step_type, StepStatus.FAILED, e.started_at, e.at, e.attempt, error=error)
+            StepExecution(e.step, plan.step_type, _STEP_FAILED, e.started_at, e.at, e.attempt, error=error)
         ]
         if e.retryable and plan.retry.allows_retry(e.attempt, e.error_type):
             delay = plan.retry.delay_after(e.attempt)
@@ -525,7 +544,7 @@ class Kernel:
         s = state if in_place else state.copy()
         del s.active[e.step]
         plan = self._steps[e.step]
-        commands: list[Command] = [StepExecution(e.step, plan.step_type, StepStatus.SKIPPED, e.at, e.at, e.attempt)]
+        commands: list[Command] = [StepExecution(e.step, plan.step_type, _SKIPPED, e.at, e.at, e.attempt)]
         return self._go_on(s, plan, e.at, commands)
 
     def _waiting(self, state: InstanceState, step: str, kind: str, action: str) -> None:
@@ -542,7 +561,7 @@ class Kernel:
         s.data = {**s.data, **e.data}
         plan = self._steps[e.step]
         commands: list[Command] = [
-            StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, since, e.at, 1, dict(e.data), None, e.user_id)
+            StepExecution(e.step, plan.step_type, _SUCCEEDED, since, e.at, 1, dict(e.data), None, e.user_id)
         ]
         return self._go_on(s, plan, e.at, commands)
 
@@ -553,9 +572,7 @@ class Kernel:
         s = state if in_place else state.copy()
         del s.active[e.step]
         plan = self._steps[e.step]
-        commands: list[Command] = [
-            StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, act.since or e.at, e.at, 1)
-        ]
+        commands: list[Command] = [StepExecution(e.step, plan.step_type, _SUCCEEDED, act.since or e.at, e.at, 1)]
         return self._go_on(s, plan, e.at, commands)
 
     def _on_callback(self, state: InstanceState, e: CallbackReceived, in_place: bool) -> Transition:
@@ -570,9 +587,7 @@ class Kernel:
             s.data = {**s.data, **e.payload}
         else:
             s.data = {**s.data, e.step: e.payload}
-        commands: list[Command] = [
-            StepExecution(e.step, plan.step_type, StepStatus.SUCCEEDED, since, e.at, 1, e.payload)
-        ]
+        commands: list[Command] = [StepExecution(e.step, plan.step_type, _SUCCEEDED, since, e.at, 1, e.payload)]
         return self._go_on(s, plan, e.at, commands)
 
     def _on_timed_out(self, state: InstanceState, e: WaitTimedOut, in_place: bool) -> Transition:
@@ -595,11 +610,11 @@ class Kernel:
             commands.append(CloseWait(e.step, TASK))
         if any(edge.on_timeout for edge in plan.out):
             error = "timed out: took the on_timeout edge"
-            commands.append(StepExecution(e.step, plan.step_type, StepStatus.CANCELED, since, e.at, 1, error=error))
+            commands.append(StepExecution(e.step, plan.step_type, _STEP_CANCELED, since, e.at, 1, error=error))
             self._leave(s, plan, e.at, commands, timed_out=True)
         else:
             error = "StepTimeoutError: no callback arrived before the timeout"
-            commands.append(StepExecution(e.step, plan.step_type, StepStatus.FAILED, since, e.at, 1, error=error))
+            commands.append(StepExecution(e.step, plan.step_type, _STEP_FAILED, since, e.at, 1, error=error))
             self._fail(s, e.step, error, e.at, commands)
         return self._settle(s, e.at, commands)
 
@@ -609,9 +624,7 @@ class Kernel:
         since = s.active.pop(e.step).since or e.at
         plan = self._steps[e.step]
         error = f"{e.error_type}: {e.message}"
-        commands: list[Command] = [
-            StepExecution(e.step, plan.step_type, StepStatus.FAILED, since, e.at, 1, error=error)
-        ]
+        commands: list[Command] = [StepExecution(e.step, plan.step_type, _STEP_FAILED, since, e.at, 1, error=error)]
         self._fail(s, e.step, error, e.at, commands)
         return self._settle(s, e.at, commands)
 
@@ -621,13 +634,13 @@ class Kernel:
         s = state if in_place else state.copy()
         commands: list[Command] = []
         self._close_all(s, commands)
-        s.status = WorkflowStatus.CANCELED
+        s.status = _CANCELED
         s.error = f"canceled: {e.reason}" if e.reason else "canceled"
         s.completed_at = e.at
         return self._settle(s, e.at, commands)
 
     def _on_retry(self, state: InstanceState, e: RetryRequested, in_place: bool) -> Transition:
-        if state.status is not WorkflowStatus.FAILED:
+        if state.status is not _FAILED:
             raise InvalidTransitionError(
                 state.instance_id,
                 "retry",
@@ -638,7 +651,7 @@ class Kernel:
             reason = f"unknown step {target!r}" if target else "it has no failed step; name a step to retry from"
             raise InvalidTransitionError(state.instance_id, "retry", reason)
         s = state if in_place else state.copy()
-        s.status = WorkflowStatus.RUNNING
+        s.status = _RUNNING
         s.error = s.failed_step = s.completed_at = None
         s.active, s.joins, s.queued = {}, {}, ()
         s.budget_base = s.seq
@@ -664,9 +677,9 @@ class Kernel:
             return None
         s.active[run.step] = _RUN_FIRST
         s.seq += 1
-        s.status = WorkflowStatus.RUNNING
+        s.status = _RUNNING
         commands.append(run)
-        return Transition(s, commands, at)
+        return Transition(s, commands, at, run)
 
     def _leave(
         self, s: InstanceState, plan: _StepPlan, at: datetime, commands: list[Command], *, timed_out: bool = False
@@ -694,10 +707,10 @@ class Kernel:
                 self._fail(s, plan.name, "NoPathError: no outgoing edge condition matched", at, commands)
                 return
             for edge, live in zip(out, lives, strict=True):
-                if s.status is WorkflowStatus.FAILED:
+                if s.status is _FAILED:
                     return
                 self._signal(s, edge, live, at, commands)
-        if plan.name in s.queued and s.status is not WorkflowStatus.FAILED:
+        if plan.name in s.queued and s.status is not _FAILED:
             queued = list(s.queued)
             queued.remove(plan.name)
             s.queued = tuple(queued)
@@ -744,7 +757,7 @@ class Kernel:
     def _skip(self, s: InstanceState, name: str, at: datetime, commands: list[Command]) -> None:
         """A step no live path reaches: record it skipped and pass dead signals on."""
         plan = self._steps[name]
-        commands.append(StepExecution(name, plan.step_type, StepStatus.SKIPPED, at, at, 0))
+        commands.append(StepExecution(name, plan.step_type, _SKIPPED, at, at, 0))
         for edge in plan.out:
             if not edge.back:
                 self._signal(s, edge, False, at, commands)
@@ -797,7 +810,7 @@ class Kernel:
 
     def _fail(self, s: InstanceState, step: str, error: str, at: datetime, commands: list[Command]) -> None:
         self._close_all(s, commands)
-        s.status = WorkflowStatus.FAILED
+        s.status = _FAILED
         s.error = f"step {step!r} failed: {error}"
         s.failed_step = step
         s.completed_at = at
@@ -807,21 +820,24 @@ class Kernel:
         if s.status not in _FINAL:
             if s.seq - s.budget_base > self._max_transitions:
                 self._close_all(s, commands)
-                s.status = WorkflowStatus.FAILED
+                s.status = _FAILED
                 s.error = TransitionLimitError(s.instance_id, self.limits.max_transitions).detail
                 s.completed_at = at
             elif not s.active:
                 if s.terminal_reached:
-                    s.status = WorkflowStatus.COMPLETED
+                    s.status = _COMPLETED
                     s.completed_at = at
                 else:
-                    s.status = WorkflowStatus.FAILED
+                    s.status = _FAILED
                     s.error = "no terminal step was reached"
                     s.completed_at = at
             else:
-                s.status = WorkflowStatus.WAITING
+                s.status = _WAITING
                 for act in s.active.values():
                     if act.kind == RUN:
-                        s.status = WorkflowStatus.RUNNING
+                        s.status = _RUNNING
                         break
+        last = commands[-1] if commands else None
+        if type(last) is RunStep and last.not_before is None and sum(type(c) is RunStep for c in commands) == 1:
+            return Transition(s, commands, at, last)
         return Transition(s, commands, at)

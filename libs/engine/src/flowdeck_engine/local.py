@@ -460,8 +460,10 @@ class LocalExecutionEngine:
                 instance, ready = await self._run_chain(instance, kernel, ready[0], at or self.clock.now())
                 at = None
                 continue
+            data = instance.state.data
             for run in ready:
-                inflight[asyncio.ensure_future(self._run(instance, kernel, run, instance.state.data))] = run
+                context = instance.context.with_step(run.step, data, run.attempt)
+                inflight[asyncio.ensure_future(self._run(instance, kernel, run, data, context))] = run
             ready = []
             done, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -484,24 +486,20 @@ class LocalExecutionEngine:
         state = instance.state
         events: list[Event] = []
         commands: list[Command] = []
+        context = instance.context.with_step(run.step, state.data, run.attempt)
         while True:
-            event = await self._run(instance, kernel, run, state.data, started)
+            event = await self._run(instance, kernel, run, state.data, context, started)
             transition = kernel.apply(state, event, in_place=bool(events))
             if not transition.commands:
                 break
             events.append(event)
             state = transition.state
-            done = transition.commands
-            nxt = done[-1] if done else None
-            if (
-                type(nxt) is not RunStep
-                or nxt.not_before is not None
-                or (len(done) != 2 and sum(1 for c in done if type(c) is RunStep) != 1)
-            ):
-                commands.extend(done)  # the end of the chain (several ready steps run concurrently)
-                break
-            commands.extend(done[:-1])
-            run = nxt
+            commands.extend(transition.commands)
+            if transition.then is None:
+                break  # the end of the chain (several ready steps run concurrently, from _drive)
+            commands.pop()  # it is transition.then: run straight on, not carried out
+            run = transition.then
+            context = context.moved_to(run.step, state.data, run.attempt)
             started = transition.at
         if not events:
             return instance, []
@@ -513,13 +511,14 @@ class LocalExecutionEngine:
         kernel: Kernel,
         run: RunStep,
         before: dict[str, Any],
+        context: WorkflowContext,
         started: datetime | None = None,
     ) -> Event:
-        """Run one attempt of a machine step on data ``before``; the outcome as a kernel event."""
+        """Run one attempt of a machine step in ``context``, which holds a private copy of the
+        instance's data ``before``; the outcome as a kernel event."""
         name = run.step
         step = kernel.steps[name]
         calls = self._calls.get(step) or self._calls_of(step)
-        context = instance.context.with_step(name, before, run.attempt)
         now = self.clock.now
         if started is None:
             started = now()
