@@ -367,6 +367,28 @@ async def test_a_failed_step_leaves_the_data_untouched_at_every_depth(h: Harness
     assert spoil.seen[0] == spoil.seen[1] == repr(expected)  # the retry saw the data as it was
 
 
+class SpoilBasket(BaseMachineStep):
+    async def execute(self, context: WorkflowContext) -> None:
+        context.get("basket").items.append("spoiled")
+        context.get("order")["items"].append("spoiled")
+        raise RuntimeError("spoiled")
+
+
+async def test_data_pickle_cannot_take_is_still_copied_for_a_step(h: Harness) -> None:
+    class Basket:  # local: pickle cannot take it, copy.deepcopy can
+        def __init__(self) -> None:
+            self.items = ["book"]
+
+    h.register(definition([SpoilBasket("spoil")], []))
+    basket, lock = Basket(), asyncio.Lock()
+    data = {"basket": basket, "order": {"items": ["book"]}, "lock": lock}
+    instance = await h.engine.start_workflow("wf", initial_data=data)
+    assert instance.status is WorkflowStatus.FAILED
+    assert instance.context.get("basket").items == ["book"] and basket.items == ["book"]
+    assert instance.context.get("order") == {"items": ["book"]}
+    assert instance.context.get("lock") is lock  # not data: shared, not copied
+
+
 class Append(BaseMachineStep):
     """Appends its name to the list at ``key``, in place; with ``wait``, after letting others run first."""
 
