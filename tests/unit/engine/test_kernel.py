@@ -11,7 +11,7 @@ from uuid import uuid4
 import pytest
 
 import flowdeck_engine.kernel as kernel_module
-from flowdeck_engine import BaseHumanStep, Edge, Kernel, StepExecution, TimerStep, WorkflowStatus
+from flowdeck_engine import BaseHumanStep, Edge, Kernel, RetryPolicy, StepExecution, TimerStep, WorkflowStatus
 from flowdeck_engine.kernel import (
     CancelRequested,
     OpenTask,
@@ -162,3 +162,27 @@ def test_apply_in_place_changes_the_given_state_into_what_a_copy_would_become() 
     assert snapshot(in_place.state) == expected and in_place.commands == copied.commands
     stale = k.apply(in_place.state, event, in_place=True)
     assert not stale.commands and snapshot(stale.state) == expected
+
+
+def test_then_names_the_one_machine_step_made_due_now_and_nothing_else() -> None:
+    k = Kernel(
+        definition(
+            [Set("a"), Set("b"), Set("c"), Set("d"), Review()],
+            [Edge("a", "b"), Edge("b", "c"), Edge("b", "d"), Edge("c", "review"), Edge("d", "review")],
+        )
+    )
+    start = k.start(uuid4(), {}, T0)
+    assert start.then == RunStep("a", 1) and start.commands[-1] is start.then
+    after_a = k.apply(start.state, StepSucceeded("a", 1, T0, T0, {"a": True}, start.state.data))
+    assert after_a.then == RunStep("b", 1)
+    split = k.apply(after_a.state, StepSucceeded("b", 1, T0, T0, {"b": True}, after_a.state.data))
+    assert split.then is None and [c.step for c in split.commands if type(c) is RunStep] == ["c", "d"]
+    after_c = k.apply(split.state, StepSucceeded("c", 1, T0, T0, {"c": True}, split.state.data))
+    assert after_c.then is None  # the join still waits for d
+    joined = k.apply(after_c.state, StepSucceeded("d", 1, T0, T0, {"d": True}, after_c.state.data))
+    assert joined.then is None and any(type(c) is OpenTask for c in joined.commands)  # a task, not a step
+    policy = RetryPolicy(max_attempts=2, initial_interval=timedelta(seconds=5))
+    flaky = Kernel(definition([Set("a", retry_policy=policy)], []))
+    first = flaky.start(uuid4(), {}, T0)
+    failed = flaky.apply(first.state, StepFailed("a", 1, T0, T0, "RuntimeError", "boom"))
+    assert failed.commands[-1] == RunStep("a", 2, T0 + timedelta(seconds=5)) and failed.then is None  # not now
