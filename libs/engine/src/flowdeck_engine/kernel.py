@@ -548,7 +548,7 @@ class Kernel:
         return self._go_on(s, plan, e.at, commands)
 
     def _waiting(self, state: InstanceState, step: str, kind: str, action: str) -> None:
-        if state.status.is_final:
+        if state.status in _FINAL:
             raise InvalidTransitionError(state.instance_id, action, f"it is {state.status.value}")
         act = state.active.get(step)
         if act is None or act.kind != kind:
@@ -567,7 +567,7 @@ class Kernel:
 
     def _on_timer_fired(self, state: InstanceState, e: TimerFired, in_place: bool) -> Transition:
         act = state.active.get(e.step)
-        if act is None or act.kind != TIMER or state.status.is_final:
+        if act is None or act.kind != TIMER or state.status in _FINAL:
             return Transition(state, (), e.at)
         s = state if in_place else state.copy()
         del s.active[e.step]
@@ -629,7 +629,7 @@ class Kernel:
         return self._settle(s, e.at, commands)
 
     def _on_cancel(self, state: InstanceState, e: CancelRequested, in_place: bool) -> Transition:
-        if state.status.is_final:
+        if state.status in _FINAL:
             raise InvalidTransitionError(state.instance_id, "cancel", f"it is {state.status.value}")
         s = state if in_place else state.copy()
         commands: list[Command] = []

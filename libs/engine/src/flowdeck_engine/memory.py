@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from flowdeck_engine.kernel import Event, Transition
 
 
+_CANCELED, _COMPLETED = TaskStatus.CANCELED, TaskStatus.COMPLETED  # globals: see kernel's _RUNNING
+
+
 class InMemoryInstanceStore:
     """Instances and tasks in dictionaries. The instance objects it hands out are the stored ones."""
 
@@ -69,9 +72,9 @@ class InMemoryInstanceStore:
                 task.assignee = command.assignee
                 task.candidate_groups = command.candidate_groups
             elif isinstance(command, CloseWait) and (task := self._open.pop((key, command.step), None)):
-                task.status = TaskStatus.CANCELED
+                task.status = _CANCELED
         if isinstance(cause, TaskCompleted) and (done := self._open.pop((key, cause.step), None)) is not None:
-            done.status = TaskStatus.COMPLETED
+            done.status = _COMPLETED
             done.completed_at = cause.at
             done.completed_by = cause.user_id
         instance.advance(transition.state, records)
