@@ -135,7 +135,7 @@ async def run_flowdeck(n: int) -> dict[str, Any]:
         )
         return LocalExecutionEngine(registry)
 
-    done = WorkflowStatus.COMPLETED
+    done, waiting = WorkflowStatus.COMPLETED, WorkflowStatus.WAITING
 
     def linear_runner() -> Callable[[int], Awaitable[bool]]:
         engine = engine_for("linear", [S1(), S2(), S3()])
@@ -151,7 +151,7 @@ async def run_flowdeck(n: int) -> dict[str, Any]:
 
         async def run_one(i: int) -> bool:
             instance = await engine.start_workflow("human", initial_data={"n": i})
-            if instance.status != WorkflowStatus.WAITING:
+            if instance.status != waiting:
                 return False
             await engine.complete_human_task(
                 instance_id=instance.id, step_name="approve", user_id="u1", data={"approved": True}
