@@ -12,6 +12,8 @@ the build when SAQ grows a job setting that this module does not set.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import uuid
 from dataclasses import asdict, dataclass
@@ -28,8 +30,10 @@ from flowdeck_engine import ValidationError
 from flowdeck_runtime.telemetry import TRACE_KEY
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from uuid import UUID
+
+    from redis.asyncio.client import Pipeline
 
     from flowdeck_engine import WorkflowInstance
     from flowdeck_runtime.settings import WorkSettings
@@ -100,10 +104,114 @@ end
 running or being aborted. A test checks that SAQ's script is still this one."""
 
 
+class _Coalescer:
+    """Sends the Redis commands of concurrent callers together: the commands asked for while a
+    pipeline is on its way go in the next one (one MULTI/EXEC), so a busy worker pays a round
+    trip per batch of jobs, not per command. Each caller gets the replies of its own commands."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._pending: list[tuple[Callable[[Pipeline], int], asyncio.Future[list[Any]]]] = []
+        self._flushing = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def run(self, add: Callable[[Pipeline], int]) -> list[Any]:
+        """``add(pipe)`` queues commands on ``pipe`` and returns how many; their replies."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self._pending.append((add, future))
+        if not self._flushing:
+            self._flushing = True
+            # a clean context: the flush serves many callers (kept, so it is not collected meanwhile)
+            self._task = loop.create_task(self._flush(), context=contextvars.Context())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    async with self._redis.pipeline(transaction=True) as pipe:
+                        counts = [add(pipe) for add, _ in batch]
+                        replies = await pipe.execute()
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                at = 0
+                for (_, future), count in zip(batch, counts, strict=True):
+                    if not future.done():
+                        future.set_result(replies[at : at + count])
+                    at += count
+        finally:
+            self._flushing = False
+
+
 class FlowdeckRedisQueue(RedisQueue):
-    """SAQ's Redis queue, plus :meth:`enqueue_many`: many jobs in one round trip."""
+    """SAQ's Redis queue, lighter per job.
+
+    - :meth:`enqueue_many`: many jobs in one round trip.
+    - A worker's Redis calls for its jobs (take the next job, mark it active, finish it) ride
+      together with those of its other jobs in flight (one pipeline per batch).
+    - Job changes are not published: nothing in Flowdeck waits on a job's outcome (PostgreSQL
+      holds the work), and SAQ's sweep, the one waiter, polls instead (:meth:`listen`).
+    """
 
     _enqueue_sha: str | None = None
+    _ops: _Coalescer | None = None
+    listen = Queue.listen  # polling: job changes are not published
+
+    def _coalescer(self) -> _Coalescer:
+        if self._ops is None:
+            self._ops = _Coalescer(self.redis)
+        return self._ops
+
+    async def notify(self, job: Job) -> None:
+        """Job changes are not published (see the class docs)."""
+
+    async def update(self, job: Job, **kwargs: Any) -> None:
+        """Store the job's changes; with a ``status`` no read is needed, so no copy either."""
+        if "status" not in kwargs:
+            await super().update(job, **kwargs)
+            return
+        job.touched = saq_now()
+        for name, value in kwargs.items():
+            if hasattr(job, name):
+                setattr(job, name, value)
+        payload = self.serialize(job)
+        await self._coalescer().run(lambda pipe: _count(pipe.set(job.id, payload), 1))
+
+    async def _finish(self, job: Job, status: Status, *, result: Any = None, error: str | None = None) -> None:
+        payload = self.serialize(job)
+
+        def add(pipe: Pipeline) -> int:
+            pipe.lrem(self._active, 1, job.id)
+            pipe.zrem(self._incomplete, job.id)
+            if job.ttl > 0:
+                pipe.setex(job.id, job.ttl, payload)
+            elif job.ttl == 0:
+                pipe.set(job.id, payload)
+            else:
+                pipe.delete(job.id)
+            return 3
+
+        await self._coalescer().run(add)
+
+    async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:  # noqa: ASYNC109 (SAQ's signature)
+        """The next job: taken with the other jobs' calls while there are jobs waiting, else by
+        SAQ's blocking wait."""
+        if await self.version() < (6, 2, 0):
+            return await super().dequeue(timeout, poll_interval)
+        (job_id,) = await self._coalescer().run(
+            lambda pipe: _count(pipe.lmove(self._queued, self._active, "LEFT", "RIGHT"), 1)
+        )
+        if job_id is None:
+            job_id = await self.redis.blmove(self._queued, self._active, timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]
+            if job_id is None:
+                return None
+        (payload,) = await self._coalescer().run(lambda pipe: _count(pipe.get(job_id), 1))
+        return self.deserialize(payload)
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[bool]:
         """Enqueue ``jobs`` as :meth:`enqueue` would, in one pipeline; per job, whether it was
@@ -138,6 +246,10 @@ class FlowdeckRedisQueue(RedisQueue):
                 continue
             return [bool(result) for result in results]
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _count(_: object, count: int) -> int:
+    return count
 
 
 def instance_job_key(instance_id: UUID | str, seq: int) -> str:
