@@ -89,7 +89,7 @@ class InstanceRunner:
 
     async def _take(self, tenant: UUID, wanted: Sequence[tuple[UUID, str]]) -> list[Lease | None]:
         async with self.tenants.transaction(tenant) as session:  # in instance order: no lock cycles
-            leases = await take_leases(session, tenant, sorted(wanted), self.lease_seconds)
+            leases = await take_leases(session, tenant, sorted(wanted), self.lease_seconds, load=True)
         for instance_id, lease in leases.items():  # held from here: a job cancelled meanwhile never
             self.held[instance_id] = (tenant, lease)  # sees its lease, and release_all gives it back
         return [leases.get(instance_id) for instance_id, _ in wanted]
