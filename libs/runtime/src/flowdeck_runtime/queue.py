@@ -12,8 +12,6 @@ the build when SAQ grows a job setting that this module does not set.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
 import uuid
 from dataclasses import asdict, dataclass
@@ -27,10 +25,11 @@ from saq.queue.redis import RedisQueue
 from saq.utils import now as saq_now
 
 from flowdeck_engine import ValidationError
+from flowdeck_runtime.pipelining import Pipelined
 from flowdeck_runtime.telemetry import TRACE_KEY
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
     from uuid import UUID
 
     from redis.asyncio.client import Pipeline
@@ -104,50 +103,6 @@ end
 running or being aborted. A test checks that SAQ's script is still this one."""
 
 
-class _Coalescer:
-    """Sends the Redis commands of concurrent callers together: the commands asked for while a
-    pipeline is on its way go in the next one (one MULTI/EXEC), so a busy worker pays a round
-    trip per batch of jobs, not per command. Each caller gets the replies of its own commands."""
-
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
-        self._pending: list[tuple[Callable[[Pipeline], int], asyncio.Future[list[Any]]]] = []
-        self._flushing = False
-        self._task: asyncio.Task[None] | None = None
-
-    async def run(self, add: Callable[[Pipeline], int]) -> list[Any]:
-        """``add(pipe)`` queues commands on ``pipe`` and returns how many; their replies."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Any]] = loop.create_future()
-        self._pending.append((add, future))
-        if not self._flushing:
-            self._flushing = True
-            # a clean context: the flush serves many callers (kept, so it is not collected meanwhile)
-            self._task = loop.create_task(self._flush(), context=contextvars.Context())
-        return await future
-
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    async with self._redis.pipeline(transaction=True) as pipe:
-                        counts = [add(pipe) for add, _ in batch]
-                        replies = await pipe.execute()
-                except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                at = 0
-                for (_, future), count in zip(batch, counts, strict=True):
-                    if not future.done():
-                        future.set_result(replies[at : at + count])
-                    at += count
-        finally:
-            self._flushing = False
-
-
 class FlowdeckRedisQueue(RedisQueue):
     """SAQ's Redis queue, lighter per job.
 
@@ -159,12 +114,12 @@ class FlowdeckRedisQueue(RedisQueue):
     """
 
     _enqueue_sha: str | None = None
-    _ops: _Coalescer | None = None
+    _ops: Pipelined | None = None
     listen = Queue.listen  # polling: job changes are not published
 
-    def _coalescer(self) -> _Coalescer:
+    def _coalescer(self) -> Pipelined:
         if self._ops is None:
-            self._ops = _Coalescer(self.redis)
+            self._ops = Pipelined(self.redis, transaction=True)
         return self._ops
 
     async def notify(self, job: Job) -> None:
