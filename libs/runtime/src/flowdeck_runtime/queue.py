@@ -144,7 +144,7 @@ class FlowdeckRedisQueue(RedisQueue):
             pipe.lrem(self._active, 1, job.id)
             pipe.zrem(self._incomplete, job.id)
             if job.ttl > 0:
-                pipe.setex(job.id, job.ttl, payload)
+                pipe.set(job.id, payload, ex=job.ttl)
             elif job.ttl == 0:
                 pipe.set(job.id, payload)
             else:
