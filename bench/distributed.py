@@ -116,7 +116,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--k", type=int, default=64)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--concurrency", type=int, default=16, help="jobs in flight per worker process")
+    parser.add_argument(
+        "--concurrency", type=int, default=64, help="jobs in flight per worker process (the worker's default)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     postgres = start_postgres(durable=True)
