@@ -9,8 +9,9 @@ jobs. Each start is still answered only once its instance has committed.
 
 A start refused before it wrote anything (no such workflow or version: 404; the running cap: 429;
 input the engine refuses) gets its own error while the others go ahead. When the batch fails as
-a whole (the database, a constraint), each of its starts is tried again alone, so one bad start
-fails only itself.
+a whole before its commit (the database, a constraint), each of its starts is tried again alone,
+so one bad start fails only itself; when the commit itself fails, its outcome is unknown, and
+each start gets the error rather than a second try (which could start it twice).
 """
 
 from __future__ import annotations
@@ -108,30 +109,42 @@ class Starts:
         engine = self.tenants.engine(tenant)
         out: list[WorkflowInstance | BaseException | None] = []
         accepted: list[tuple[int, Start]] = []
-        async with engine.transaction(tenant) as session:
-            active, running = await self._read(session, tenant, sorted({r.workflow for r in requests}))
-            for request in requests:
-                try:
-                    version = _choose(request.workflow, request.version, active.get(request.workflow, []))
-                    if running >= self.max_running:
-                        raise ApiError(
-                            429,
-                            "too_many_running",
-                            f"the tenant has {running} running instances; the cap is {self.max_running}",
-                            headers={"Retry-After": "10"},
-                        )
-                    definition = await self.tenants.definition(tenant, request.workflow, version)
-                except Exception as exc:
-                    out.append(exc)
-                    continue
-                running += 1
-                start = Start(definition, request.data, request.created_by, request.metadata, _in_trace(request.trace))
-                accepted.append((len(out), start))
-                out.append(None)  # its result comes with the batch's
-            if accepted:
-                started = await engine.start_many(tenant, [start for _, start in accepted])
-                for (index, _), result in zip(accepted, started, strict=True):
-                    out[index] = result
+        committing = False
+        try:
+            async with engine.transaction(tenant) as session:
+                active, running = await self._read(session, tenant, sorted({r.workflow for r in requests}))
+                for request in requests:
+                    try:
+                        version = _choose(request.workflow, request.version, active.get(request.workflow, []))
+                        if running >= self.max_running:
+                            raise ApiError(
+                                429,
+                                "too_many_running",
+                                f"the tenant has {running} running instances; the cap is {self.max_running}",
+                                headers={"Retry-After": "10"},
+                            )
+                        definition = await self.tenants.definition(tenant, request.workflow, version)
+                    except Exception as exc:
+                        out.append(exc)
+                        continue
+                    running += 1
+                    trace = _in_trace(request.trace)
+                    accepted.append(
+                        (len(out), Start(definition, request.data, request.created_by, request.metadata, trace))
+                    )
+                    out.append(None)  # its result comes with the batch's
+                if accepted:
+                    started = await engine.start_many(tenant, [start for _, start in accepted])
+                    for (index, _), result in zip(accepted, started, strict=True):
+                        out[index] = result
+                committing = True  # from here on, whatever is raised, the commit may have happened
+        except Exception as exc:
+            if not (committing and accepted):
+                raise  # nothing was written: the batcher tries each start again alone
+            # The commit's outcome is unknown (the connection went away during it): starting them
+            # again could start them twice. Each gets the error (a 503); an idempotent start that
+            # is retried finds its instance by its key.
+            return [result if isinstance(result, BaseException) else exc for result in out]
         return [result if result is not None else AssertionError("no result") for result in out]
 
     async def _read(self, session: AsyncSession, tenant: UUID, names: list[str]) -> tuple[dict[str, list[str]], int]:
