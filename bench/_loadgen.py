@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 
@@ -49,16 +50,24 @@ class Connection:
 
 
 async def post_many(
-    host: str, port: int, path: str, body: Any, headers: dict[str, str], *, n: int, k: int
+    host: str, port: int, path: str, body: Any, headers: dict[str, str], *, n: int, k: int, rate: float = 0
 ) -> list[tuple[int, bytes]]:
-    """POST ``body`` to ``path`` ``n`` times over ``k`` keep-alive connections; every (status, body)."""
+    """POST ``body`` to ``path`` ``n`` times over ``k`` keep-alive connections; every (status, body).
+
+    ``rate`` 0: each connection sends its next request as soon as the last is answered (a closed
+    loop: as fast as the server answers). Otherwise request ``i`` leaves no earlier than ``i /
+    rate`` seconds after the first (an offered load of ``rate`` per second, ``k`` in flight at most).
+    """
     results: list[tuple[int, bytes]] = []
     remaining = iter(range(n))
+    began = time.perf_counter()
 
     async def loop() -> None:
         connection = await Connection.open(host, port)
         try:
-            for _ in remaining:
+            for i in remaining:
+                if rate and (delay := began + i / rate - time.perf_counter()) > 0:
+                    await asyncio.sleep(delay)
                 results.append(await connection.request("POST", path, body, headers))
         finally:
             connection.close()

@@ -10,7 +10,13 @@ workers alone: N instances started while they are stopped, then the rate at whic
 them (first completion to last). Target
 (issue 6): >= 500 completed/s on this 2-core machine, p99 < 250 ms.
 
-Run: ``.venv/bin/python bench/distributed.py [--n 2000] [--k 64] [--workers 1 2] [--json]``.
+By default the load is a closed loop (each of the K connections sends its next start as soon as
+the last is answered): the API runs as fast as it can, and when it outruns the workers the
+backlog between them is part of every later instance's latency. ``--rate R`` offers R starts a
+second instead (an open loop, K in flight at most): latency at a given load.
+
+Run: ``.venv/bin/python bench/distributed.py [--n 2000] [--k 64] [--workers 1 2] [--concurrency 64]
+[--rate R] [--json]``.
 """
 
 from __future__ import annotations
@@ -43,16 +49,17 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
 
 
-async def starts(stack: Stack, headers: dict[str, str], n: int, k: int) -> None:
-    """``n`` starts of the 3-step workflow, ``k`` in flight, from the light load generator."""
+async def starts(stack: Stack, headers: dict[str, str], n: int, k: int, rate: float = 0) -> None:
+    """``n`` starts of the 3-step workflow, ``k`` in flight (``rate`` > 0: at most ``rate`` a
+    second), from the light load generator."""
     answers = await post_many(
-        "127.0.0.1", stack.port, "/v1/instances", {"workflow": "three-machines"}, headers, n=n, k=k
+        "127.0.0.1", stack.port, "/v1/instances", {"workflow": "three-machines"}, headers, n=n, k=k, rate=rate
     )
     refused = [(status, body) for status, body in answers if status != 201]
     assert not refused, refused[:3]
 
 
-async def run(stack: Stack, n: int, k: int) -> dict[str, Any]:
+async def run(stack: Stack, n: int, k: int, rate: float = 0) -> dict[str, Any]:
     tenant = await stack.new_tenant("bench")
     admin = stack.token(tenant, "admin", "admin")
     async with httpx.AsyncClient(timeout=60) as client:
@@ -67,7 +74,7 @@ async def run(stack: Stack, n: int, k: int) -> dict[str, Any]:
     await wait_for(remaining, 60, interval=0.2, what="the warm-up")
     await stack.tenant_sql(tenant, "DELETE FROM workflow_instances")
     began = time.perf_counter()
-    await starts(stack, admin, n, k)
+    await starts(stack, admin, n, k, rate)
     sent = time.perf_counter() - began
     await wait_for(remaining, 300, interval=0.5, what="every instance")
     rows = await stack.tenant_sql(tenant, "SELECT started_at, completed_at FROM workflow_instances")
@@ -116,7 +123,16 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--k", type=int, default=64)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--concurrency", type=int, default=16, help="jobs in flight per worker process")
+    parser.add_argument(
+        "--concurrency", type=int, default=64, help="jobs in flight per worker process (the worker's default)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0,
+        help="offered starts per second (default 0: a closed loop, each of the K connections sends its next "
+        "start when the last is answered, so the API runs as fast as it can)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     postgres = start_postgres(durable=True)
@@ -139,7 +155,7 @@ def main() -> None:
                     for _ in range(workers):
                         stack.start_worker()
                     stack.start_scheduler()
-                    results[f"{workers}_worker"] = uvloop.run(run(stack, args.n, args.k))  # a light client
+                    results[f"{workers}_worker"] = uvloop.run(run(stack, args.n, args.k, args.rate))  # a light client
                 except BaseException:
                     print(stack.logs(), file=sys.stderr)
                     raise
@@ -151,7 +167,11 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"Distributed mode: {args.n} HTTP starts of 3 machine steps, {args.k} in flight (durable PostgreSQL)")
+    offered = f"offered at {args.rate:g}/s" if args.rate else "closed loop"
+    print(
+        f"Distributed mode: {args.n} HTTP starts of 3 machine steps, {args.k} in flight, {offered}, "
+        f"{args.concurrency} jobs in flight per worker (durable PostgreSQL)"
+    )
     for label, r in results.items():
         print(
             f"  {label:<9} starts {r['starts_per_s']:>7.1f}/s  completed {r['completed_per_s']:>7.1f}/s  "

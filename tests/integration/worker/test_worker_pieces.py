@@ -25,6 +25,7 @@ from flowdeck_store import (
     StepExecutionModel,
     TenantModel,
     TimerModel,
+    WorkflowInstanceModel,
     claim_due,
     create_engine,
     session_factory,
@@ -227,3 +228,30 @@ async def test_jobs_carry_explicit_settings_in_redis_and_a_duplicate_key_is_a_no
     finally:
         await queue.disconnect()
     assert isinstance(queue.queue, Queue)
+
+
+async def test_a_lease_taken_with_its_instance_loads_it_once_and_a_retry_reads_afresh(
+    tenants: Tenants, new_pg_tenant: NewTenant
+) -> None:
+    tenant = await new_pg_tenant("acme")
+    instance = await _start(tenants, tenant, documents.machines(count=3))
+    engine = tenants.engine(tenant)
+    async with tenants.transaction(tenant) as session:
+        leases = await take_leases(session, tenant, [(instance.id, "worker-a")], 10, load=True)
+    lease = leases[instance.id]
+    assert lease.loaded is not None
+    assert lease.loaded["id"] == instance.id and lease.loaded["version"] == instance.version
+    assert lease.workflow == (instance.workflow_name, instance.workflow_version)
+
+    # Someone changes the instance after the lease read it: the worker's first attempt conflicts
+    # on the version, the retry loads the stored instance instead of the row read with the lease.
+    async with tenants.transaction(tenant) as session:
+        await session.execute(
+            WorkflowInstanceModel.__table__.update()  # type: ignore[attr-defined]
+            .where(WorkflowInstanceModel.id == instance.id)
+            .values(version=WorkflowInstanceModel.version + 1)
+        )
+    done = await engine.resume(instance.id, lease=lease)
+    assert done.status is WorkflowStatus.COMPLETED
+    assert await _count(tenants, tenant, StepExecutionModel, instance_id=instance.id) == 3
+    assert engine.persistence.preloaded == {}  # nothing left behind

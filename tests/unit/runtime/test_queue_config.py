@@ -72,3 +72,20 @@ def test_settings_that_lose_work_are_refused(change: dict[str, int]) -> None:
     settings = JobSettings.from_settings(WorkSettings())
     with pytest.raises(ValidationError):
         dataclasses.replace(settings, **change)
+
+
+def test_our_pipelined_enqueue_runs_saqs_own_enqueue_script() -> None:
+    """FlowdeckRedisQueue.enqueue_many sends SAQ's enqueue script by EVALSHA: if SAQ changes its
+    script (what makes a key a duplicate, where a job goes), ours must change with it."""
+    import inspect
+
+    from saq.queue.redis import RedisQueue
+
+    from flowdeck_runtime.queue import _ENQUEUE_LUA
+
+    def lines(text: str) -> list[str]:
+        return [line.strip() for line in text.strip().splitlines() if line.strip()]
+
+    source = inspect.getsource(RedisQueue._enqueue)
+    script = source.split('"""')[1]
+    assert lines(script) == lines(_ENQUEUE_LUA)

@@ -19,14 +19,20 @@ from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import propagate
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from saq import Job, Queue, Status
 from saq.queue.redis import RedisQueue
+from saq.utils import now as saq_now
 
 from flowdeck_engine import ValidationError
+from flowdeck_runtime.pipelining import Pipelined
+from flowdeck_runtime.telemetry import TRACE_KEY
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from uuid import UUID
+
+    from redis.asyncio.client import Pipeline
 
     from flowdeck_engine import WorkflowInstance
     from flowdeck_runtime.settings import WorkSettings
@@ -81,6 +87,124 @@ class JobSettings:
     def fields(self) -> dict[str, Any]:
         """The settings as SAQ ``Job`` keyword arguments."""
         return asdict(self)
+
+
+_ENQUEUE_LUA = """
+if not redis.call('ZSCORE', KEYS[1], KEYS[2]) and redis.call('EXISTS', KEYS[4]) == 0 then
+    redis.call('SET', KEYS[2], ARGV[1])
+    redis.call('ZADD', KEYS[1], ARGV[2], KEYS[2])
+    if ARGV[2] == '0' then redis.call('RPUSH', KEYS[3], KEYS[2]) end
+    return 1
+else
+    return nil
+end
+"""
+"""SAQ's own enqueue script (``RedisQueue._enqueue``): a job is queued unless its key is queued,
+running or being aborted. A test checks that SAQ's script is still this one."""
+
+
+class FlowdeckRedisQueue(RedisQueue):
+    """SAQ's Redis queue, lighter per job.
+
+    - :meth:`enqueue_many`: many jobs in one round trip.
+    - A worker's Redis calls for its jobs (take the next job, mark it active, finish it) ride
+      together with those of its other jobs in flight (one pipeline per batch).
+    - Job changes are not published: nothing in Flowdeck waits on a job's outcome (PostgreSQL
+      holds the work), and SAQ's sweep, the one waiter, polls instead (:meth:`listen`).
+    """
+
+    _enqueue_sha: str | None = None
+    _ops: Pipelined | None = None
+    listen = Queue.listen  # polling: job changes are not published
+
+    def _coalescer(self) -> Pipelined:
+        if self._ops is None:
+            self._ops = Pipelined(self.redis, transaction=True)
+        return self._ops
+
+    async def notify(self, job: Job) -> None:
+        """Job changes are not published (see the class docs)."""
+
+    async def update(self, job: Job, **kwargs: Any) -> None:
+        """Store the job's changes; with a ``status`` no read is needed, so no copy either."""
+        if "status" not in kwargs:
+            await super().update(job, **kwargs)
+            return
+        job.touched = saq_now()
+        for name, value in kwargs.items():
+            if hasattr(job, name):
+                setattr(job, name, value)
+        payload = self.serialize(job)
+        await self._coalescer().run(lambda pipe: _count(pipe.set(job.id, payload), 1))
+
+    async def _finish(self, job: Job, status: Status, *, result: Any = None, error: str | None = None) -> None:
+        payload = self.serialize(job)
+
+        def add(pipe: Pipeline) -> int:
+            pipe.lrem(self._active, 1, job.id)
+            pipe.zrem(self._incomplete, job.id)
+            if job.ttl > 0:
+                pipe.set(job.id, payload, ex=job.ttl)
+            elif job.ttl == 0:
+                pipe.set(job.id, payload)
+            else:
+                pipe.delete(job.id)
+            return 3
+
+        await self._coalescer().run(add)
+
+    async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:  # noqa: ASYNC109 (SAQ's signature)
+        """The next job: taken with the other jobs' calls while there are jobs waiting, else by
+        SAQ's blocking wait."""
+        if await self.version() < (6, 2, 0):
+            return await super().dequeue(timeout, poll_interval)
+        (job_id,) = await self._coalescer().run(
+            lambda pipe: _count(pipe.lmove(self._queued, self._active, "LEFT", "RIGHT"), 1)
+        )
+        if job_id is None:
+            job_id = await self.redis.blmove(self._queued, self._active, timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]
+            if job_id is None:
+                return None
+        (payload,) = await self._coalescer().run(lambda pipe: _count(pipe.get(job_id), 1))
+        return self.deserialize(payload)
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[bool]:
+        """Enqueue ``jobs`` as :meth:`enqueue` would, in one pipeline; per job, whether it was
+        enqueued (False: a job with its key is queued or running already)."""
+        if not jobs:
+            return []
+        for job in jobs:
+            job.queue = self
+            job.queued = saq_now()
+            job.status = Status.QUEUED
+            await self._before_enqueue(job)
+        for attempt in (1, 2):
+            if self._enqueue_sha is None or attempt == 2:
+                self._enqueue_sha = await self.redis.script_load(_ENQUEUE_LUA)
+            pipe = self.redis.pipeline(transaction=False)
+            for job in jobs:
+                pipe.evalsha(
+                    self._enqueue_sha,
+                    4,
+                    self._incomplete,
+                    job.id,
+                    self._queued,
+                    job.abort_id,
+                    self.serialize(job),
+                    job.scheduled,
+                )
+            try:
+                results = await pipe.execute()
+            except NoScriptError:  # Redis restarted, or its scripts were flushed: load it again
+                if attempt == 2:
+                    raise
+                continue
+            return [bool(result) for result in results]
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _count(_: object, count: int) -> int:
+    return count
 
 
 def instance_job_key(instance_id: UUID | str, seq: int) -> str:
@@ -139,7 +263,7 @@ class SaqStepQueue:
         None: their blocking dequeue and job updates have their own timeouts.
         """
         redis = Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
-        return cls(RedisQueue(redis, name=work.queue_name), JobSettings.from_settings(work))
+        return cls(FlowdeckRedisQueue(redis, name=work.queue_name), JobSettings.from_settings(work))
 
     async def connect(self) -> None:
         """Connect the queue (idempotent)."""
@@ -162,6 +286,23 @@ class SaqStepQueue:
         if tenant is None:
             raise ValidationError(f"instance {instance.id} has no tenant")
         await self.enqueue_instance(tenant, instance.id, instance.state.seq)
+
+    async def enqueue_many(self, due: Sequence[tuple[WorkflowInstance, list[str]]]) -> None:
+        """Ask workers to resume each instance of ``due`` (whose steps are due), in one round trip
+        to Redis when the queue can."""
+        await self.connect()
+        jobs = []
+        for instance, _ in due:
+            if instance.tenant_id is None:
+                raise ValidationError(f"instance {instance.id} has no tenant")
+            carrier = instance.context.metadata.get(TRACE_KEY)
+            trace = carrier if isinstance(carrier, dict) else None
+            jobs.append(instance_job(instance.tenant_id, instance.id, instance.state.seq, self.settings, trace=trace))
+        if isinstance(self.queue, FlowdeckRedisQueue):
+            await self.queue.enqueue_many(jobs)
+            return
+        for job in jobs:
+            await self.queue.enqueue(job)
 
     async def enqueue_instance(self, tenant_id: UUID | str, instance_id: UUID | str, seq: int) -> bool:
         """Enqueue the job for ``instance_id`` at ``seq``; False when that job is already waiting."""
@@ -190,4 +331,12 @@ class SaqStepQueue:
         return "replaced"
 
 
-__all__ = ["RUN_INSTANCE", "JobSettings", "SaqStepQueue", "current_trace", "instance_job", "instance_job_key"]
+__all__ = [
+    "RUN_INSTANCE",
+    "FlowdeckRedisQueue",
+    "JobSettings",
+    "SaqStepQueue",
+    "current_trace",
+    "instance_job",
+    "instance_job_key",
+]

@@ -81,10 +81,13 @@ class WorkSettings:
     ``heartbeat_seconds`` while it runs; ``job_timeout_seconds`` bounds one job (one instance's
     run of consecutive machine steps). The scheduler polls every ``poll_seconds`` (one database
     query per poll when idle) and re-enqueues work that waited ``quiet_seconds`` unleased.
+    ``concurrency`` is the jobs one worker process runs at once: their leases, loads and writes
+    share transactions and their Redis calls share pipelines, so jobs in flight are what those
+    batches are made of (16 made batches of about four).
     """
 
     queue_name: str = "flowdeck"
-    concurrency: int = 16
+    concurrency: int = 64
     job_timeout_seconds: int = 300
     heartbeat_seconds: int = 10
     lease_seconds: int = 15
@@ -226,7 +229,7 @@ def load_settings() -> Settings:
         ),
         work=WorkSettings(
             queue_name=_env("FLOWDECK_QUEUE_NAME", "flowdeck"),
-            concurrency=_int("FLOWDECK_WORKER_CONCURRENCY", 16),
+            concurrency=_int("FLOWDECK_WORKER_CONCURRENCY", 64),
             job_timeout_seconds=_int("FLOWDECK_JOB_TIMEOUT", 300),
             heartbeat_seconds=_int("FLOWDECK_JOB_HEARTBEAT", 10),
             lease_seconds=_int("FLOWDECK_LEASE_SECONDS", 15),

@@ -55,6 +55,11 @@ class Batcher(Generic[K, R]):
         self._queue: list[tuple[K, asyncio.Future[R]]] = []
         self._running = 0
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no batch running."""
+        return not self._queue and self._running == 0
+
     async def submit(self, item: K) -> R:
         """Queue ``item`` and wait for its result."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -111,13 +116,17 @@ class Batcher(Generic[K, R]):
                 future.set_result(result)
 
 
-def by_tenant(factory: Callable[[Any], Batcher[K, R]]) -> Callable[[Any], Batcher[K, R]]:
-    """A lookup that makes one batcher per tenant on first use."""
+def by_tenant(factory: Callable[[Any], Batcher[K, R]], *, keep: int = 1_024) -> Callable[[Any], Batcher[K, R]]:
+    """A lookup that makes one batcher per tenant on first use. Past ``keep`` tenants, the idle
+    batchers are dropped when another tenant's is made (a busy one is kept: it has callers)."""
     batchers: dict[Any, Batcher[K, R]] = {}
 
     def get(tenant: Any) -> Batcher[K, R]:
         batcher = batchers.get(tenant)
         if batcher is None:
+            if len(batchers) >= keep:
+                for idle in [key for key, kept in batchers.items() if kept.idle]:
+                    del batchers[idle]
             batcher = batchers[tenant] = factory(tenant)
         return batcher
 

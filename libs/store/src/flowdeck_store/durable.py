@@ -47,13 +47,18 @@ class DurableInstanceStore(SqlInstanceStore):
         """Leases the worker in this process holds, by instance: their commits are checked."""
 
     def hold(self, lease: Lease) -> None:
-        """Check every write of ``lease``'s instance against it until :meth:`drop`."""
+        """Check every write of ``lease``'s instance against it until :meth:`drop` (and load the
+        instance from the row read with the lease, when it was)."""
         self.leases[lease.instance_id] = lease
+        if lease.loaded is not None:
+            self.preloaded[lease.instance_id] = lease.loaded
 
     def drop(self, lease: Lease) -> None:
         """Stop checking writes of ``lease``'s instance against it."""
         if self.leases.get(lease.instance_id) is lease:
             del self.leases[lease.instance_id]
+        if lease.loaded is not None and self.preloaded.get(lease.instance_id) is lease.loaded:
+            del self.preloaded[lease.instance_id]
 
     async def _write_batch(self, tenant: UUID, changes: Sequence[Change]) -> list[BaseException | None]:
         """Write ``changes`` in one transaction; per change None or the error that kept it out."""

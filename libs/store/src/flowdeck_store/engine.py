@@ -16,8 +16,9 @@ load the state from before it). Workers and schedulers call :meth:`resume`, :met
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowdeck_engine import ConcurrencyError, LocalExecutionEngine
@@ -27,7 +28,7 @@ from flowdeck_store.store import TaskScoped, _unit, scoped
 from flowdeck_store.tenancy import as_tenant_id
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
     from uuid import UUID
 
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -87,19 +88,47 @@ class _AfterCommitQueue:
 
     async def release(self, key: int, committed: bool) -> None:
         instances = self.held.pop(key, {})
-        if committed:
+        if not committed:
+            return
+        many = getattr(self.queue, "enqueue_many", None)
+        if many is None or len(instances) < 2:
             for instance in instances.values():
                 await self._send(instance)
+            return
+        due = [(instance, steps) for instance in instances.values() if (steps := _due(instance))]
+        try:
+            await many(due)  # one round trip for all of them
+        except Exception:
+            log.exception("could not enqueue %d instances (the reconciler will)", len(due))
 
     async def _send(self, instance: WorkflowInstance) -> None:
-        # Steps due now; a retry's backoff (``due_at`` set) is the scheduler's to send when due.
-        due = [name for name, act in instance.state.active.items() if act.kind == RUN and act.due_at is None]
-        if not due or instance.status.is_final:
+        due = _due(instance)
+        if not due:
             return
         try:
             await self.queue.enqueue(instance, due)
         except Exception:
             log.exception("could not enqueue instance %s (the reconciler will)", instance.id)
+
+
+def _due(instance: WorkflowInstance) -> list[str]:
+    """The steps of ``instance`` due now; a retry's backoff (``due_at`` set) is the scheduler's to
+    send when due."""
+    if instance.status.is_final:
+        return []
+    return [name for name, act in instance.state.active.items() if act.kind == RUN and act.due_at is None]
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """One start of :meth:`PersistentExecutionEngine.start_many`."""
+
+    definition: WorkflowDefinition
+    data: Mapping[str, Any] | None = None
+    created_by: str | None = None
+    metadata: dict[str, Any] | None = None
+    around: AbstractContextManager[object] | None = None
+    """Entered around this start (the trace context of the request that asked for it, say)."""
 
 
 class PersistentExecutionEngine(LocalExecutionEngine):
@@ -159,6 +188,42 @@ class PersistentExecutionEngine(LocalExecutionEngine):
             ),
             attempts=1,
         )
+
+    async def start_many(
+        self, tenant_id: UUID | str, starts: Sequence[Start]
+    ) -> list[WorkflowInstance | BaseException]:
+        """Start several instances of ``tenant_id`` as one unit of work: their changes are written
+        in one statement (inside :meth:`transaction`, in its transaction) and their events and
+        queued steps go out once that commits. Per start, its instance or the error that refused
+        it before it saved anything; a start that fails after saving fails the whole call (nothing
+        of it is written: run the starts again one by one to find the culprit)."""
+        tenant = self.persistence.tenant_for(explicit=tenant_id)
+        start = super().start_workflow
+
+        async def run() -> list[WorkflowInstance | BaseException]:
+            unit = _unit.get()
+            assert unit is not None
+            out: list[WorkflowInstance | BaseException] = []
+            for item in starts:
+                saved = len(unit.changes)
+                try:
+                    with item.around or nullcontext():
+                        instance = await start(
+                            item.definition,
+                            item.data,
+                            item.definition.version,
+                            tenant_id=str(tenant),
+                            created_by=item.created_by,
+                            metadata=item.metadata,
+                        )
+                    out.append(instance)
+                except Exception as exc:
+                    if len(unit.changes) != saved:
+                        raise
+                    out.append(exc)
+            return out
+
+        return await self._call(tenant, run, attempts=1)
 
     async def complete_human_task(
         self, instance_id: UUID, step_name: str, user_id: str | None, data: Mapping[str, Any]

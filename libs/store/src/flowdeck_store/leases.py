@@ -10,13 +10,14 @@ committed them, the late worker commits nothing. Rows are compared on the databa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, func, or_, select, update
 
 from flowdeck_store.models import PendingWorkModel, WorkflowInstanceModel
+from flowdeck_store.store import LOAD_COLUMNS
 from flowdeck_store.tenancy import asyncpg_connection
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ class Lease:
     owner: str
     fences: dict[tuple[str, int], int]
     workflow: tuple[str, str] = ("", "")
+    loaded: Any = field(default=None, compare=False, repr=False)
+    """The instance's stored row as the lease was taken (a record of the store's load query,
+    history included), when it was read with the lease: its first load needs no round trip."""
 
     def covers(self, step: str, attempt: int) -> bool:
         """Whether this lease holds the pending work of ``step``'s ``attempt``."""
@@ -62,23 +66,36 @@ _TAKE_SQL = (
 )
 """Leases for several instances in one statement (PostgreSQL): each instance's rows get its owner."""
 
+_TAKE_AND_LOAD_SQL = _TAKE_SQL + f", {LOAD_COLUMNS.format(w='i')}"
+""":data:`_TAKE_SQL` that also returns each instance's row as the store loads it (history included)."""
+
+_STALE_SQL = (
+    "SELECT instance_id, step_name, attempt, fence FROM workflow_pending_work "
+    "WHERE tenant_id = $1 AND instance_id = ANY($2::uuid[]) AND lease_owner = ANY($3::text[]) FOR UPDATE"
+)
+"""The rows the leases hold, locked (:func:`stale_leases` on PostgreSQL)."""
+
 
 async def take_leases(
-    session: AsyncSession, tenant_id: UUID, wanted: Sequence[tuple[UUID, str]], seconds: float
+    session: AsyncSession, tenant_id: UUID, wanted: Sequence[tuple[UUID, str]], seconds: float, *, load: bool = False
 ) -> dict[UUID, Lease]:
     """Lease each instance's due pending work that no live lease holds, for its owner
-    (``wanted``: (instance, owner) pairs, one per instance); the leases taken, by instance."""
+    (``wanted``: (instance, owner) pairs, one per instance); the leases taken, by instance.
+    With ``load`` (PostgreSQL), each lease also carries its instance's row, read in the same
+    statement (:attr:`Lease.loaded`)."""
     raw = await asyncpg_connection(session)
     if raw is None:
         found = [await _take_portable(session, tenant_id, iid, owner, seconds) for iid, owner in wanted]
         return {lease.instance_id: lease for lease in found if lease is not None}
     ids, owners = [iid for iid, _ in wanted], [owner for _, owner in wanted]
     leases: dict[UUID, Lease] = {}
-    for row in await raw.fetch(_TAKE_SQL, tenant_id, ids, float(seconds), owners):
+    statement = _TAKE_AND_LOAD_SQL if load else _TAKE_SQL
+    for row in await raw.fetch(statement, tenant_id, ids, float(seconds), owners):
         iid = row["instance_id"]
         lease = leases.get(iid)
         if lease is None:
-            lease = leases[iid] = Lease(iid, row["owner"], {}, (row["workflow_name"], row["workflow_version"]))
+            workflow = (row["workflow_name"], row["workflow_version"])
+            lease = leases[iid] = Lease(iid, row["owner"], {}, workflow, row if load else None)
         lease.fences[(row["step_name"], row["attempt"])] = row["fence"]
     return leases
 
@@ -157,13 +174,18 @@ async def stale_leases(session: AsyncSession, tenant_id: UUID, leases: Collectio
         return set()
     c = _WORK.c
     owners = [lease.owner for lease in leases]
-    rows = (
-        await session.execute(
-            select(c.instance_id, c.step_name, c.attempt, c.fence)
-            .where(c.tenant_id == tenant_id, c.lease_owner.in_(owners))
-            .with_for_update()
-        )
-    ).all()
+    raw = await asyncpg_connection(session)
+    rows: Sequence[Any]
+    if raw is not None:
+        rows = await raw.fetch(_STALE_SQL, tenant_id, [lease.instance_id for lease in leases], owners)
+    else:
+        rows = (
+            await session.execute(
+                select(c.instance_id, c.step_name, c.attempt, c.fence)
+                .where(c.tenant_id == tenant_id, c.lease_owner.in_(owners))
+                .with_for_update()
+            )
+        ).all()
     held: dict[UUID, set[tuple[str, int, int]]] = {}
     for instance_id, step, attempt, fence in rows:
         held.setdefault(instance_id, set()).add((step, attempt, fence))

@@ -156,6 +156,9 @@ class SqlInstanceStore:
         self._definitions: dict[tuple[UUID, str, str], UUID] = {}
         self._definition_locks: dict[tuple[UUID, str, str], asyncio.Lock] = {}
         self._tenants: OrderedDict[UUID, UUID] = OrderedDict()
+        self.preloaded: dict[UUID, Any] = {}
+        """Rows of :data:`_LOAD` read with something else (a lease): the next load of each
+        instance uses its row instead of a round trip; whoever puts one here takes it out."""
         limits = batch_limits or BatchLimits()
         self._writers: Callable[[UUID], Batcher[Change, None]] = by_tenant(
             lambda tenant: Batcher(partial(self._write_batch, tenant), _instance_of, limits)
@@ -322,6 +325,11 @@ class SqlInstanceStore:
     async def load(self, instance_id: UUID) -> WorkflowInstance:
         """The stored instance (a new object); raises :class:`InstanceNotFoundError`."""
         tenant = self.tenant_for(instance_id)
+        row = self.preloaded.pop(instance_id, None)
+        if row is not None and row["tenant_id"] == tenant:  # read moments ago (with a lease, say)
+            instance = self._instance(row, row["steps"] or ())
+            self._remember(instance_id, tenant)
+            return instance
         if scoped(_shared) is None:
             instance = await self._loaders(tenant).submit(instance_id)
         else:  # the batch runs in a task of its own, outside the shared transaction
@@ -545,11 +553,15 @@ class SqlInstanceStore:
 
 _STEP_COLUMNS = ("step_name", "step_type", "status", "started_at", "completed_at", "attempt", "output_data", "error",
                  "completed_by")  # fmt: skip
-_LOAD = (
-    "SELECT w.id, w.tenant_id, w.workflow_name, w.workflow_version, w.kernel_state, w.context_data, w.metadata, "  # noqa: S608 (built from constants)
-    "w.created_by, w.version, "
+LOAD_COLUMNS = (
+    "{w}.id, {w}.tenant_id, {w}.workflow_name, {w}.workflow_version, {w}.kernel_state, {w}.context_data, "  # noqa: S608 (constants)
+    "{w}.metadata, {w}.created_by, {w}.version, "
     f"(SELECT array_agg(ROW({', '.join('s.' + c for c in _STEP_COLUMNS)}) ORDER BY s.seq) "
-    "FROM workflow_step_executions AS s WHERE s.tenant_id = $1 AND s.instance_id = w.id) AS steps "
+    "FROM workflow_step_executions AS s WHERE s.tenant_id = $1 AND s.instance_id = {w}.id) AS steps"
+)
+"""What a load reads of the instance row ``{w}`` (the tenant is $1), its step history included."""
+_LOAD = (
+    f"SELECT {LOAD_COLUMNS.format(w='w')} "  # noqa: S608 (built from constants)
     "FROM workflow_instances AS w WHERE w.tenant_id = $1 AND w.id = ANY($2::uuid[])"
 )
 """Instances with their step history in one round trip. The history is a correlated subquery: one

@@ -19,6 +19,7 @@ from uuid import UUID
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from flowdeck_store.exceptions import InvalidTenantError, TenantNotBoundError
@@ -124,7 +125,11 @@ async def asyncpg_connection(session: AsyncSession) -> Any:
     adapter: Any = (await connection.get_raw_connection()).dbapi_connection
     if not adapter._started:  # SQLAlchemy's adapter sends BEGIN lazily, before its first statement
         async with adapter._execute_mutex:
-            await adapter._start_transaction()
+            dbapi_error = connection.dialect.loaded_dbapi.Error
+            try:
+                await adapter._start_transaction()
+            except dbapi_error as exc:  # raised as SQLAlchemy raises it for its own statements
+                raise DBAPIError.instance("BEGIN", None, exc, dbapi_error, dialect=connection.dialect) from exc
     return adapter.driver_connection
 
 

@@ -11,6 +11,7 @@ from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlu
 
 from flowdeck_api.domain.health.controller import HealthController
 from flowdeck_api.plugin import WorkflowPlugin, WorkflowPluginConfig
+from flowdeck_runtime import heap
 from flowdeck_runtime.settings import Settings, get_settings
 from flowdeck_runtime.telemetry import configure_tracing
 
@@ -63,5 +64,11 @@ def create_app(
             ),
         ),
         lifespan=list(lifespan),
+        on_startup=[_settle_heap],
         debug=False,
     )
+
+
+def _settle_heap(_: Litestar) -> None:
+    """Start-up is done: what it built is out of the garbage collector's way from now on."""
+    heap.settle()

@@ -145,16 +145,53 @@ class JwksKeySource:
 
 
 class TokenVerifier:
-    """Verifies bearer tokens and turns their claims into a :class:`Principal`."""
+    """Verifies bearer tokens and turns their claims into a :class:`Principal`.
 
-    def __init__(self, settings: AuthSettings, keys: KeySource) -> None:
+    A token that verified is remembered (the exact token text, so nothing but the same signed
+    bytes matches) until it expires, for at most ``remember_seconds``, and at most
+    ``max_remembered`` of them: an application sends the same token with every request, and its
+    signature and claims need checking once. ``remember_seconds`` bounds how long a key taken out
+    of the key set keeps working for tokens already seen (the key set itself is refreshed every
+    few minutes); 0 turns remembering off.
+    """
+
+    def __init__(
+        self,
+        settings: AuthSettings,
+        keys: KeySource,
+        *,
+        remember_seconds: float = 60.0,
+        max_remembered: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._settings = settings
         self._keys = keys
         self._algorithms = list(settings.algorithms)
         self._require = ["exp", "iat", "iss", "aud", "sub", settings.tenant_claim]
+        self._remember = remember_seconds
+        self._max = max_remembered
+        self._clock = clock
+        self._seen: dict[str, tuple[float, Principal]] = {}
 
     async def verify(self, token: str) -> Principal:
         """The principal of a valid token; :class:`AuthError` for anything else."""
+        now = self._clock()
+        seen = self._seen.get(token)
+        if seen is not None:
+            if now < seen[0]:
+                return seen[1]
+            del self._seen[token]
+        principal, expires = await self._verify(token)
+        if self._remember > 0:
+            if len(self._seen) >= self._max:
+                self._seen = {k: v for k, v in self._seen.items() if v[0] > now}
+                while len(self._seen) >= self._max:  # still full: the oldest go first
+                    del self._seen[next(iter(self._seen))]
+            self._seen[token] = (min(expires, now + self._remember), principal)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
+        """The principal of a valid token and when it expires (Unix time)."""
         s = self._settings
         try:
             header = jwt.get_unverified_header(token)
@@ -172,7 +209,7 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise AuthError(type(exc).__name__) from None
-        return _principal(claims, s)
+        return _principal(claims, s), float(claims["exp"])
 
 
 def _principal(claims: dict[str, Any], s: AuthSettings) -> Principal:

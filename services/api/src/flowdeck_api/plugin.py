@@ -28,6 +28,7 @@ from flowdeck_api.bodies import checked_json
 from flowdeck_api.domain.callbacks.controller import CallbackController
 from flowdeck_api.domain.definitions.controller import DefinitionController
 from flowdeck_api.domain.instances.controller import InstanceController
+from flowdeck_api.domain.instances.starts import Starts
 from flowdeck_api.domain.jobs.controller import JobController
 from flowdeck_api.domain.tasks.controller import AdminTaskController, TaskController
 from flowdeck_api.domain.webhooks.controller import WebhookController
@@ -142,6 +143,8 @@ class WorkflowPlugin(InitPluginProtocol):
         state.tenants = tenants
         state.verifier = TokenVerifier(settings.auth, keys)
         state.tenant_active = _TenantStatusCache(tenants)
+        # Machine steps run elsewhere: a start only reads and writes, so concurrent ones share a transaction.
+        state.starts = None if queue is None else Starts(tenants, max_running=settings.limits.max_running_instances)
         state.redis = _redis(settings.redis.url)
         state.start_limits = StartLimits.from_settings(settings.limits, state.redis)
         for exc_type, handler in EXCEPTION_HANDLERS.items():

@@ -25,11 +25,12 @@ from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import ASGIMiddleware
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from flowdeck_api.auth import Principal
 from flowdeck_api.errors import ApiError
 from flowdeck_engine import ValidationError
+from flowdeck_runtime.pipelining import Pipelined
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -113,21 +114,42 @@ class RedisRateLimiter:
 
     def __init__(self, redis: Redis, rate: Rate, *, fallback: LocalRateLimiter | None = None) -> None:
         self.rate = rate
+        self._redis = redis
         self._script = redis.register_script(_GCRA)
+        self._calls = Pipelined(redis)  # concurrent starts' checks go to Redis together
         self._fallback = fallback or LocalRateLimiter(rate)
         self._args = [int(rate.period * 1000), round(rate.interval * 1000, 3)]
         self._warned_at = float("-inf")
 
+    async def _check(self, key: str) -> float:
+        """The script's answer for ``key``, in a pipeline with other starts' (loaded on first use
+        and again when Redis lost it)."""
+        for attempt in (1, 2):
+            try:
+                (wait_ms,) = await self._calls.run(
+                    lambda pipe: _one(pipe.evalsha(self._script.sha, 1, KEY_PREFIX + key, *self._args))
+                )
+                return float(wait_ms)
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self._redis.script_load(_GCRA)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def acquire(self, key: str) -> float:
         """0 when the start may go ahead (it is counted), else the seconds until it may."""
         try:
-            wait_ms = float(await self._script(keys=[KEY_PREFIX + key], args=self._args))
+            wait_ms = await self._check(key)
         except (RedisError, OSError) as exc:
             if time.monotonic() - self._warned_at > 60:  # once a minute, not once a request
                 self._warned_at = time.monotonic()
                 log.warning("rate limits fall back to this process: Redis failed with %s", type(exc).__name__)
             return await self._fallback.acquire(key)
         return wait_ms / 1000
+
+
+def _one(_: object) -> int:
+    return 1
 
 
 class InFlightGate:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import socket
@@ -81,6 +82,7 @@ class InstanceRunner:
         self.heartbeat_seconds = heartbeat_seconds
         self.tracer = tracer
         self.identity = worker_identity()
+        self._jobs = itertools.count(1)  # a lease owner is this process's identity and the job's number
         self.held: dict[UUID, tuple[UUID, Lease]] = {}
         # the leases that concurrent jobs of a tenant ask for are taken together: one statement
         self._leases: Callable[[UUID], Batcher[tuple[UUID, str], Lease | None]] = by_tenant(
@@ -89,7 +91,7 @@ class InstanceRunner:
 
     async def _take(self, tenant: UUID, wanted: Sequence[tuple[UUID, str]]) -> list[Lease | None]:
         async with self.tenants.transaction(tenant) as session:  # in instance order: no lock cycles
-            leases = await take_leases(session, tenant, sorted(wanted), self.lease_seconds)
+            leases = await take_leases(session, tenant, sorted(wanted), self.lease_seconds, load=True)
         for instance_id, lease in leases.items():  # held from here: a job cancelled meanwhile never
             self.held[instance_id] = (tenant, lease)  # sees its lease, and release_all gives it back
         return [leases.get(instance_id) for instance_id, _ in wanted]
@@ -112,7 +114,7 @@ class InstanceRunner:
 
     async def run(self, tenant: UUID, instance_id: UUID, beat: Callable[[], Awaitable[object]] | None = None) -> str:
         """Run what is due of ``instance_id`` for ``tenant``: ``done``, ``idle``, ``stale`` or ``gone``."""
-        owner = f"{self.identity}:{uuid.uuid4().hex[:12]}"
+        owner = f"{self.identity}:{next(self._jobs)}"
         lease = await self._leases(tenant).submit((instance_id, owner))
         if lease is None:
             return await self._nothing_leased(tenant, instance_id)

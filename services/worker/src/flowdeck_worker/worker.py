@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from saq import Worker
 
 from flowdeck_engine import ValidationError
+from flowdeck_runtime import heap
 from flowdeck_runtime.queue import RUN_INSTANCE, SaqStepQueue
 from flowdeck_worker.jobs import WorkerContext, run_instance
 from flowdeck_worker.runner import InstanceRunner
@@ -88,6 +89,7 @@ async def run_worker(settings: Settings) -> None:
     try:
         await services.queue.connect()  # SAQ: connect before Worker.start()
         worker, runner = build_worker(services)
+        heap.settle()
         log.info("flowdeck worker %s taking jobs from queue %r", runner.identity, settings.work.queue_name)
         try:
             await worker.start()

@@ -33,6 +33,7 @@ def provide_instances(request: Request[Any, Any, Any]) -> InstanceService:
         principal_of(request),
         max_running=limits.max_running_instances,
         abandoned_after=timedelta(seconds=limits.idempotency_abandon_seconds),
+        starts=getattr(state, "starts", None),
     )
 
 

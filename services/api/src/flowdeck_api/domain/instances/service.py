@@ -20,9 +20,10 @@ from flowdeck_api.domain.instances.schemas import (
     InstanceSummary,
     StepRead,
 )
+from flowdeck_api.domain.instances.starts import LIVE, StartRequest
 from flowdeck_api.errors import ApiError, not_found
 from flowdeck_api.pagination import decode_time_and_id, encode_cursor
-from flowdeck_engine import WorkflowsError, WorkflowStatus
+from flowdeck_engine import WorkflowsError
 from flowdeck_runtime.tenancy import in_tenant
 from flowdeck_store import CallbackTokenModel, IdempotencyKeyModel, StepExecutionModel, WorkflowInstanceModel
 
@@ -30,11 +31,11 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from flowdeck_api.auth import Principal
+    from flowdeck_api.domain.instances.starts import Starts
     from flowdeck_engine import WorkflowInstance
     from flowdeck_runtime.tenants import Tenants
 
 Row = WorkflowInstanceModel
-LIVE = (WorkflowStatus.RUNNING.value, WorkflowStatus.WAITING.value, WorkflowStatus.PENDING.value)
 IDEMPOTENCY_KEY: Final = "idempotency_key"
 """The instance's metadata entry for the Idempotency-Key of the start that created it."""
 
@@ -92,8 +93,11 @@ class InstanceService:
         *,
         max_running: int = 10_000,
         abandoned_after: timedelta = timedelta(seconds=30),
+        starts: Starts | None = None,
     ) -> None:
-        """``abandoned_after``: how long an unanswered start holds its Idempotency-Key."""
+        """``abandoned_after``: how long an unanswered start holds its Idempotency-Key; ``starts``:
+        where starts go to share transactions (when machine steps run on workers)."""
+        self.starts = starts
         self.tenants = tenants
         self.principal = principal
         self.tenant = principal.tenant_id
@@ -136,6 +140,10 @@ class InstanceService:
             )
 
     async def _start(self, request: InstanceStart, idempotency_key: str | None = None) -> InstanceRead:
+        metadata = None if idempotency_key is None else {IDEMPOTENCY_KEY: idempotency_key}
+        if self.starts is not None:
+            wanted = StartRequest(request.workflow, request.version, request.input, self.principal.user_id, metadata)
+            return read_of(await self.starts.start(self.tenant, wanted))
         engine = self.tenants.engine(self.tenant)
         async with engine.transaction(self.tenant) as session:  # one transaction: the reads and the start
             live = select(func.count()).select_from(Row).where(in_tenant(Row, self.tenant), Row.status.in_(LIVE))
@@ -156,7 +164,7 @@ class InstanceService:
                 definition.version,
                 tenant_id=self.tenant,
                 created_by=self.principal.user_id,
-                metadata=None if idempotency_key is None else {IDEMPOTENCY_KEY: idempotency_key},
+                metadata=metadata,
             )
         return read_of(instance)
 

@@ -1,0 +1,67 @@
+"""Redis commands of concurrent callers, sent together: one round trip per batch, not per command.
+
+A busy process (a worker with many jobs in flight, the API with many starts) asks Redis for many
+small things at once. :class:`Pipelined` puts the commands asked for while a pipeline is on its
+way into the next one, so they cost one round trip together; each caller gets the replies of its
+own commands, or the error of the pipeline they rode in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
+
+
+class Pipelined:
+    """Pipelines on ``redis`` shared by concurrent callers (``transaction``: each one a MULTI/EXEC)."""
+
+    def __init__(self, redis: Redis, *, transaction: bool = False) -> None:
+        self._redis = redis
+        self._transaction = transaction
+        self._pending: list[tuple[Callable[[Pipeline], int], asyncio.Future[list[Any]]]] = []
+        self._flushing = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def run(self, add: Callable[[Pipeline], int]) -> list[Any]:
+        """``add(pipe)`` queues commands on ``pipe`` and returns how many; their replies."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self._pending.append((add, future))
+        if not self._flushing:
+            self._flushing = True
+            # a clean context: the flush serves many callers (kept, so it is not collected meanwhile)
+            self._task = loop.create_task(self._flush(), context=contextvars.Context())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    async with self._redis.pipeline(transaction=self._transaction) as pipe:
+                        counts = [add(pipe) for add, _ in batch]
+                        replies = await pipe.execute()
+                except BaseException as exc:  # each caller gets the error; cancellation ends the flush
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                at = 0
+                for (_, future), count in zip(batch, counts, strict=True):
+                    if not future.done():
+                        future.set_result(replies[at : at + count])
+                    at += count
+        finally:
+            self._flushing = False
+
+
+__all__ = ["Pipelined"]

@@ -1,0 +1,50 @@
+"""The services' PostgreSQL connections plan every statement for its own arguments.
+
+asyncpg keeps statements prepared per pooled connection; a generic plan PostgreSQL caches for one
+(after five executions) would outlive the table sizes it was picked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
+from flowdeck_store import bind_tenant, create_engine, session_factory
+from flowdeck_store.tenancy import asyncpg_connection
+from tests.integration.conftest import Database
+
+
+async def test_statements_are_planned_per_execution(database: Database) -> None:
+    engine = create_engine(database.app_url)
+    try:
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("SHOW plan_cache_mode"))).scalar_one() == "force_custom_plan"
+    finally:
+        await engine.dispose()
+
+
+async def test_a_connection_lost_before_begin_is_a_database_error(database: Database) -> None:
+    """The BEGIN that raw statements start themselves fails as SQLAlchemy's own statements do
+    (a DBAPIError: the API answers 503), not with the driver adapter's bare exception (a 500)."""
+    engine = create_engine(database.app_url, poolclass=NullPool)
+    admin = create_engine(database.admin_url, poolclass=NullPool)
+    try:
+        async with session_factory(engine)() as session:
+            bind_tenant(session, uuid.uuid4())
+            async with session.begin():
+                connection = await session.connection()  # connected; BEGIN waits for a statement
+                raw = await connection.get_raw_connection()
+                pid = raw.dbapi_connection.driver_connection.get_server_pid()
+                async with admin.connect() as other:
+                    await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                await asyncio.sleep(0.1)
+                with pytest.raises(DBAPIError):
+                    await asyncpg_connection(session)
+    finally:
+        await engine.dispose()
+        await admin.dispose()
