@@ -20,7 +20,7 @@ from flowdeck_api.domain.instances.schemas import (
     InstanceSummary,
     StepRead,
 )
-from flowdeck_api.domain.instances.starts import LIVE, StartRequest
+from flowdeck_api.domain.instances.starts import LIVE, StartRequest, too_many_running
 from flowdeck_api.errors import ApiError, not_found
 from flowdeck_api.pagination import decode_time_and_id, encode_cursor
 from flowdeck_engine import WorkflowsError
@@ -152,12 +152,7 @@ class InstanceService:
             )
             definition = await self.tenants.definition(self.tenant, request.workflow, version)
             if running >= self.max_running:
-                raise ApiError(
-                    429,
-                    "too_many_running",
-                    f"the tenant has {running} running instances; the cap is {self.max_running}",
-                    headers={"Retry-After": "10"},
-                )
+                raise too_many_running(running, self.max_running)
             instance = await engine.start_workflow(
                 definition.name,
                 request.input,

@@ -79,6 +79,16 @@ def _in_trace(trace: Any) -> Iterator[None]:
         otel_context.detach(token)
 
 
+def too_many_running(running: int, cap: int) -> ApiError:
+    """The 429 of a start refused by the tenant's running-instance cap."""
+    return ApiError(
+        429,
+        "too_many_running",
+        f"the tenant has {running} running instances; the cap is {cap}",
+        headers={"Retry-After": "10"},
+    )
+
+
 def _choose(name: str, version: str | None, active: list[str]) -> str:
     """``version`` if it is active, else the latest active release (404 when there is none)."""
     if version is None:
@@ -117,12 +127,7 @@ class Starts:
                     try:
                         version = _choose(request.workflow, request.version, active.get(request.workflow, []))
                         if running >= self.max_running:
-                            raise ApiError(
-                                429,
-                                "too_many_running",
-                                f"the tenant has {running} running instances; the cap is {self.max_running}",
-                                headers={"Retry-After": "10"},
-                            )
+                            raise too_many_running(running, self.max_running)
                         definition = await self.tenants.definition(tenant, request.workflow, version)
                     except Exception as exc:
                         out.append(exc)
@@ -178,4 +183,4 @@ class Starts:
         return active, running
 
 
-__all__ = ["StartRequest", "Starts"]
+__all__ = ["StartRequest", "Starts", "too_many_running"]
