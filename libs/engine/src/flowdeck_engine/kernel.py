@@ -142,6 +142,23 @@ _RUN_FIRST = Activity(RUN)
 _FINAL = frozenset({_COMPLETED, _FAILED, _CANCELED})
 
 
+def running(state: InstanceState, step: str, attempt: int) -> bool:
+    """Whether attempt ``attempt`` of the machine step ``step`` is under way in ``state`` (due, or
+    waiting out a retry's backoff): the attempt whose outcome the kernel awaits."""
+    act = state.active.get(step)
+    return act is not None and act.kind == RUN and act.attempt == attempt and state.status not in _FINAL
+
+
+def due_runs(state: InstanceState, at: datetime | None = None) -> list[RunStep]:
+    """The machine steps of ``state`` to run now: those under way with no backoff, and with ``at``
+    also those whose retry backoff has ended by then."""
+    return [
+        RunStep(name, act.attempt)
+        for name, act in state.active.items()
+        if act.kind == RUN and (act.due_at is None or (at is not None and act.due_at <= at))
+    ]
+
+
 # --- events (inputs) -----------------------------------------------------------------------------
 
 
@@ -492,10 +509,6 @@ class Kernel:
 
     # --- handlers --------------------------------------------------------------------------------
 
-    def _running(self, state: InstanceState, step: str, attempt: int) -> bool:
-        act = state.active.get(step)
-        return act is not None and act.kind == RUN and act.attempt == attempt and state.status not in _FINAL
-
     def _on_succeeded(self, state: InstanceState, e: StepSucceeded, in_place: bool) -> Transition:
         name = e.step
         act = state.active.get(name)
@@ -520,7 +533,7 @@ class Kernel:
         return self._go_on(s, plan, e.at, commands)
 
     def _on_failed(self, state: InstanceState, e: StepFailed, in_place: bool) -> Transition:
-        if not self._running(state, e.step, e.attempt):
+        if not running(state, e.step, e.attempt):
             return Transition(state, (), e.at)
         s = state if in_place else state.copy()
         plan = self._steps[e.step]
@@ -539,7 +552,7 @@ class Kernel:
         return self._settle(s, e.at, commands)
 
     def _on_skipped(self, state: InstanceState, e: StepSkipped, in_place: bool) -> Transition:
-        if not self._running(state, e.step, e.attempt):
+        if not running(state, e.step, e.attempt):
             return Transition(state, (), e.at)
         s = state if in_place else state.copy()
         del s.active[e.step]

@@ -18,7 +18,6 @@ from flowdeck_engine.exceptions import (
 )
 from flowdeck_engine.instance import WorkflowInstance, new_id
 from flowdeck_engine.kernel import (
-    RUN,
     AwaitCallback,
     CallbackReceived,
     CancelRequested,
@@ -35,6 +34,8 @@ from flowdeck_engine.kernel import (
     Transition,
     WaitFailed,
     WaitTimedOut,
+    due_runs,
+    running,
 )
 from flowdeck_engine.memory import ClockDispatcher, InMemoryInstanceStore
 from flowdeck_engine.steps import BaseStep
@@ -98,13 +99,10 @@ def _replay(kernel: Kernel, state: InstanceState, events: list[Event]) -> Transi
             state, at = transition.state, transition.at
     if at is None:
         return None
-    active = state.active
     due: dict[tuple[str, int], RunStep] = {}
     for command in commands:
-        if type(command) is RunStep:
-            act = active.get(command.step)
-            if act is not None and act.kind == RUN and act.attempt == command.attempt:
-                due[command.step, command.attempt] = command
+        if type(command) is RunStep and running(state, command.step, command.attempt):
+            due[command.step, command.attempt] = command
     kept = [c for c in commands if type(c) is not RunStep]
     kept.extend(due.values())
     return Transition(state, kept, at)
@@ -262,12 +260,7 @@ class LocalExecutionEngine:
         Nothing due (already run, canceled, not yet time) is a no-op.
         """
         instance, kernel = await self._load(instance_id)
-        now = self.clock.now()
-        ready = [
-            RunStep(name, act.attempt)
-            for name, act in instance.state.active.items()
-            if act.kind == RUN and (act.due_at is None or act.due_at <= now)
-        ]
+        ready = due_runs(instance.state, self.clock.now())
         if ready and not instance.status.is_final:
             if self.interceptor is None:
                 await self._drive(instance, kernel, ready, inline=True)

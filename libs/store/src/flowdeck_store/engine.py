@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowdeck_engine import ConcurrencyError, LocalExecutionEngine
-from flowdeck_engine.kernel import RUN
+from flowdeck_engine.kernel import due_runs
 from flowdeck_store.durable import DurableInstanceStore
 from flowdeck_store.store import TaskScoped, _unit, scoped
 from flowdeck_store.tenancy import as_tenant_id
@@ -114,9 +114,7 @@ class _AfterCommitQueue:
 def _due(instance: WorkflowInstance) -> list[str]:
     """The steps of ``instance`` due now; a retry's backoff (``due_at`` set) is the scheduler's to
     send when due."""
-    if instance.status.is_final:
-        return []
-    return [name for name, act in instance.state.active.items() if act.kind == RUN and act.due_at is None]
+    return [] if instance.status.is_final else [run.step for run in due_runs(instance.state)]
 
 
 @dataclass(frozen=True, slots=True)
