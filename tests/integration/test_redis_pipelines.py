@@ -36,20 +36,18 @@ async def test_concurrent_callers_share_a_pipeline_and_each_gets_its_own_replies
     prefix = f"test-{uuid.uuid4().hex[:8]}"
 
     async def incr(n: int) -> list[object]:
-        def add(pipe: object) -> int:
+        def add(pipe: object) -> None:
             pipe.incrby(f"{prefix}:{n}", n)  # type: ignore[attr-defined]
             pipe.get(f"{prefix}:{n}")  # type: ignore[attr-defined]
-            return 2
 
         return await pipelined.run(add)
 
     replies = await asyncio.gather(*(incr(n) for n in range(1, 21)))
     assert replies == [[n, str(n).encode()] for n in range(1, 21)]
 
-    def broken(pipe: object) -> int:
+    def broken(pipe: object) -> None:
         pipe.incr(f"{prefix}:1")  # type: ignore[attr-defined]
         pipe.lpush(f"{prefix}:1", "x")  # type: ignore[attr-defined]  # WRONGTYPE
-        return 2
 
     with pytest.raises(Exception, match="WRONGTYPE"):
         await pipelined.run(broken)

@@ -10,13 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from typing import TYPE_CHECKING, Any
+import hashlib
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from redis.exceptions import NoScriptError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from redis.asyncio import Redis
     from redis.asyncio.client import Pipeline
+
+
+T = TypeVar("T")
+
+
+async def with_script(redis: Redis, source: str, call: Callable[[str], Awaitable[T]]) -> T:
+    """``call(sha)``, which runs the Lua script ``source`` by its SHA1 (EVALSHA, in a pipeline
+    say). When Redis does not have the script (the first use, a restart, a SCRIPT FLUSH), it is
+    loaded and ``call`` made once more."""
+    sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+    try:
+        return await call(sha)
+    except NoScriptError:
+        await redis.script_load(source)
+        return await call(sha)
 
 
 class Pipelined:
@@ -25,12 +43,12 @@ class Pipelined:
     def __init__(self, redis: Redis, *, transaction: bool = False) -> None:
         self._redis = redis
         self._transaction = transaction
-        self._pending: list[tuple[Callable[[Pipeline], int], asyncio.Future[list[Any]]]] = []
+        self._pending: list[tuple[Callable[[Pipeline], object], asyncio.Future[list[Any]]]] = []
         self._flushing = False
         self._task: asyncio.Task[None] | None = None
 
-    async def run(self, add: Callable[[Pipeline], int]) -> list[Any]:
-        """``add(pipe)`` queues commands on ``pipe`` and returns how many; their replies."""
+    async def run(self, add: Callable[[Pipeline], object]) -> list[Any]:
+        """``add(pipe)`` queues commands on ``pipe``; their replies."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._pending.append((add, future))
@@ -46,7 +64,11 @@ class Pipelined:
                 batch, self._pending = self._pending, []
                 try:
                     async with self._redis.pipeline(transaction=self._transaction) as pipe:
-                        counts = [add(pipe) for add, _ in batch]
+                        counts = []
+                        for add, _ in batch:
+                            queued = len(pipe)
+                            add(pipe)
+                            counts.append(len(pipe) - queued)
                         replies = await pipe.execute()
                 except BaseException as exc:  # each caller gets the error; cancellation ends the flush
                     for _, future in batch:
@@ -64,4 +86,4 @@ class Pipelined:
             self._flushing = False
 
 
-__all__ = ["Pipelined"]
+__all__ = ["Pipelined", "with_script"]

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import propagate
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 from saq import Job, Queue, Status
 from saq.queue.redis import RedisQueue
 from saq.utils import now as saq_now
 
 from flowdeck_engine import ValidationError
-from flowdeck_runtime.pipelining import Pipelined
+from flowdeck_runtime.pipelining import Pipelined, with_script
 from flowdeck_runtime.telemetry import TRACE_KEY
 
 if TYPE_CHECKING:
@@ -113,7 +113,6 @@ class FlowdeckRedisQueue(RedisQueue):
       holds the work), and SAQ's sweep, the one waiter, polls instead (:meth:`listen`).
     """
 
-    _enqueue_sha: str | None = None
     _ops: Pipelined | None = None
     listen = Queue.listen  # polling: job changes are not published
 
@@ -135,12 +134,12 @@ class FlowdeckRedisQueue(RedisQueue):
             if hasattr(job, name):
                 setattr(job, name, value)
         payload = self.serialize(job)
-        await self._coalescer().run(lambda pipe: _count(pipe.set(job.id, payload), 1))
+        await self._coalescer().run(lambda pipe: pipe.set(job.id, payload))
 
     async def _finish(self, job: Job, status: Status, *, result: Any = None, error: str | None = None) -> None:
         payload = self.serialize(job)
 
-        def add(pipe: Pipeline) -> int:
+        def add(pipe: Pipeline) -> None:
             pipe.lrem(self._active, 1, job.id)
             pipe.zrem(self._incomplete, job.id)
             if job.ttl > 0:
@@ -149,7 +148,6 @@ class FlowdeckRedisQueue(RedisQueue):
                 pipe.set(job.id, payload)
             else:
                 pipe.delete(job.id)
-            return 3
 
         await self._coalescer().run(add)
 
@@ -158,14 +156,12 @@ class FlowdeckRedisQueue(RedisQueue):
         SAQ's blocking wait."""
         if await self.version() < (6, 2, 0):
             return await super().dequeue(timeout, poll_interval)
-        (job_id,) = await self._coalescer().run(
-            lambda pipe: _count(pipe.lmove(self._queued, self._active, "LEFT", "RIGHT"), 1)
-        )
+        (job_id,) = await self._coalescer().run(lambda pipe: pipe.lmove(self._queued, self._active, "LEFT", "RIGHT"))
         if job_id is None:
             job_id = await self.redis.blmove(self._queued, self._active, timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]
             if job_id is None:
                 return None
-        (payload,) = await self._coalescer().run(lambda pipe: _count(pipe.get(job_id), 1))
+        (payload,) = await self._coalescer().run(lambda pipe: pipe.get(job_id))
         return self.deserialize(payload)
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[bool]:
@@ -178,33 +174,15 @@ class FlowdeckRedisQueue(RedisQueue):
             job.queued = saq_now()
             job.status = Status.QUEUED
             await self._before_enqueue(job)
-        for attempt in (1, 2):
-            if self._enqueue_sha is None or attempt == 2:
-                self._enqueue_sha = await self.redis.script_load(_ENQUEUE_LUA)
+
+        async def send(sha: str) -> list[Any]:
             pipe = self.redis.pipeline(transaction=False)
             for job in jobs:
-                pipe.evalsha(
-                    self._enqueue_sha,
-                    4,
-                    self._incomplete,
-                    job.id,
-                    self._queued,
-                    job.abort_id,
-                    self.serialize(job),
-                    job.scheduled,
-                )
-            try:
-                results = await pipe.execute()
-            except NoScriptError:  # Redis restarted, or its scripts were flushed: load it again
-                if attempt == 2:
-                    raise
-                continue
-            return [bool(result) for result in results]
-        raise AssertionError("unreachable")  # pragma: no cover
+                args = (self._incomplete, job.id, self._queued, job.abort_id, self.serialize(job), job.scheduled)
+                pipe.evalsha(sha, 4, *args)
+            return await pipe.execute()
 
-
-def _count(_: object, count: int) -> int:
-    return count
+        return [bool(result) for result in await with_script(self.redis, _ENQUEUE_LUA, send)]
 
 
 def instance_job_key(instance_id: UUID | str, seq: int) -> str:

@@ -25,12 +25,12 @@ from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import ASGIMiddleware
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from flowdeck_api.auth import Principal
 from flowdeck_api.errors import ApiError
 from flowdeck_engine import ValidationError
-from flowdeck_runtime.pipelining import Pipelined
+from flowdeck_runtime.pipelining import Pipelined, with_script
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -115,7 +115,6 @@ class RedisRateLimiter:
     def __init__(self, redis: Redis, rate: Rate, *, fallback: LocalRateLimiter | None = None) -> None:
         self.rate = rate
         self._redis = redis
-        self._script = redis.register_script(_GCRA)
         self._calls = Pipelined(redis)  # concurrent starts' checks go to Redis together
         self._fallback = fallback or LocalRateLimiter(rate)
         self._args = [int(rate.period * 1000), round(rate.interval * 1000, 3)]
@@ -124,17 +123,11 @@ class RedisRateLimiter:
     async def _check(self, key: str) -> float:
         """The script's answer for ``key``, in a pipeline with other starts' (loaded on first use
         and again when Redis lost it)."""
-        for attempt in (1, 2):
-            try:
-                (wait_ms,) = await self._calls.run(
-                    lambda pipe: _one(pipe.evalsha(self._script.sha, 1, KEY_PREFIX + key, *self._args))
-                )
-                return float(wait_ms)
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                await self._redis.script_load(_GCRA)
-        raise AssertionError("unreachable")  # pragma: no cover
+        name, period, interval = KEY_PREFIX + key, *self._args
+        (wait_ms,) = await with_script(
+            self._redis, _GCRA, lambda sha: self._calls.run(lambda pipe: pipe.evalsha(sha, 1, name, period, interval))
+        )
+        return float(wait_ms)
 
     async def acquire(self, key: str) -> float:
         """0 when the start may go ahead (it is counted), else the seconds until it may."""
@@ -146,10 +139,6 @@ class RedisRateLimiter:
                 log.warning("rate limits fall back to this process: Redis failed with %s", type(exc).__name__)
             return await self._fallback.acquire(key)
         return wait_ms / 1000
-
-
-def _one(_: object) -> int:
-    return 1
 
 
 class InFlightGate:
