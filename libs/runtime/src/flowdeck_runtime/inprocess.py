@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from uuid import UUID
 
 from flowdeck_engine import ValidationError
-from flowdeck_runtime.queue import current_trace, instance_job_key
+from flowdeck_runtime.queue import current_trace, instance_job_key, job_trace
 
 if TYPE_CHECKING:
     from flowdeck_engine import WorkflowInstance
@@ -48,15 +48,19 @@ class InProcessQueue:
         """Ask the worker to resume ``instance`` (its ``steps`` are due)."""
         if instance.tenant_id is None:
             raise ValidationError(f"instance {instance.id} has no tenant")
-        await self.enqueue_instance(UUID(str(instance.tenant_id)), instance.id, instance.state.seq)
+        tenant = UUID(str(instance.tenant_id))
+        await self.enqueue_instance(tenant, instance.id, instance.state.seq, job_trace(instance))
 
-    async def enqueue_instance(self, tenant_id: UUID, instance_id: UUID, seq: int) -> bool:
-        """Queue the job for ``instance_id`` at ``seq``; False when that job is already waiting."""
+    async def enqueue_instance(
+        self, tenant_id: UUID, instance_id: UUID, seq: int, trace: dict[str, str] | None = None
+    ) -> bool:
+        """Queue the job for ``instance_id`` at ``seq`` (in ``trace``, else the current one);
+        False when that job is already waiting."""
         key = instance_job_key(instance_id, seq)
         if key in self._waiting:
             return False
         self._waiting.add(key)
-        self._jobs.put_nowait(InstanceJob(key, tenant_id, instance_id, seq, current_trace()))
+        self._jobs.put_nowait(InstanceJob(key, tenant_id, instance_id, seq, trace or current_trace()))
         return True
 
     async def resend(self, tenant_id: UUID, instance_id: UUID, seq: int) -> str:

@@ -217,6 +217,14 @@ def current_trace() -> dict[str, str]:
     return carrier
 
 
+def job_trace(instance: WorkflowInstance) -> dict[str, str]:
+    """The trace an instance's job carries: the one its start stored (``workflow.start``, a child of
+    the request that started it; the same whichever task commits and sends the job, a batch's
+    included), else the current one."""
+    carrier = instance.context.metadata.get(TRACE_KEY)
+    return carrier if isinstance(carrier, dict) else current_trace()
+
+
 class SaqStepQueue:
     """The engine's step queue on SAQ: one job per instance whose machine steps are due.
 
@@ -260,10 +268,7 @@ class SaqStepQueue:
 
     async def enqueue(self, instance: WorkflowInstance, steps: list[str]) -> None:
         """Ask a worker to resume ``instance`` (its ``steps`` are due)."""
-        tenant = instance.tenant_id
-        if tenant is None:
-            raise ValidationError(f"instance {instance.id} has no tenant")
-        await self.enqueue_instance(tenant, instance.id, instance.state.seq)
+        await self.enqueue_many([(instance, steps)])
 
     async def enqueue_many(self, due: Sequence[tuple[WorkflowInstance, list[str]]]) -> None:
         """Ask workers to resume each instance of ``due`` (whose steps are due), in one round trip
@@ -273,8 +278,7 @@ class SaqStepQueue:
         for instance, _ in due:
             if instance.tenant_id is None:
                 raise ValidationError(f"instance {instance.id} has no tenant")
-            carrier = instance.context.metadata.get(TRACE_KEY)
-            trace = carrier if isinstance(carrier, dict) else None
+            trace = job_trace(instance)
             jobs.append(instance_job(instance.tenant_id, instance.id, instance.state.seq, self.settings, trace=trace))
         if isinstance(self.queue, FlowdeckRedisQueue):
             await self.queue.enqueue_many(jobs)
@@ -317,4 +321,5 @@ __all__ = [
     "current_trace",
     "instance_job",
     "instance_job_key",
+    "job_trace",
 ]

@@ -91,7 +91,7 @@ class _AfterCommitQueue:
         if not committed:
             return
         many = getattr(self.queue, "enqueue_many", None)
-        if many is None or len(instances) < 2:
+        if many is None:
             for instance in instances.values():
                 await self._send(instance)
             return
