@@ -50,8 +50,10 @@ def open_services(settings: Settings) -> Services:
     if settings.database.is_sqlite or not settings.redis.url:
         raise ValidationError("the worker and scheduler need PostgreSQL and Redis (FLOWDECK_DATABASE_URL, "
                               "FLOWDECK_REDIS_URL); embedded mode runs them inside the API")  # fmt: skip
-    # A job holds a connection and its heartbeat may take another: room for both per job.
-    pool = settings.database.pool(at_least=settings.work.concurrency + 4)
+    # Jobs hold no connection while their steps run: leases, loads and writes are batched into
+    # shared transactions, heartbeats are short ones. A quarter of the jobs in flight at once, plus
+    # room for the scheduler-like odd jobs, keeps a worker well inside PostgreSQL's default 100.
+    pool = settings.database.pool(at_least=settings.work.concurrency // 4 + 4)
     db = create_engine(settings.database.url, connect_args=_server_settings(settings), **pool)
     queue = SaqStepQueue.from_url(settings.redis.url, settings.work, socket_timeout=None)
     provider = configure_tracing(settings.service_name)
