@@ -179,7 +179,8 @@ def _task_columns(t: Any) -> list[Any]:
     return [t[column].label(name) for name, column in INBOX_COLUMNS]
 
 
-def _routed(t: Any, tenant_id: UUID, keys: Sequence[str]) -> Any:
+def routed(t: Any, tenant_id: UUID, keys: Sequence[str]) -> Any:
+    """Whether the task row ``t`` is routed to one of ``keys`` (a user or group key), as SQL."""
     c = _CANDIDATES.c
     return exists().where(c.tenant_id == tenant_id, c.task_id == t.id, c.principal.in_(keys))
 
@@ -193,7 +194,7 @@ async def task_for(session: AsyncSession, tenant_id: UUID, task_id: UUID, keys: 
         return None if row is None else dict(row)
     t, i = _TASKS.c, _INSTANCES.c
     query = (
-        select(*_task_columns(t), i.workflow_version, _routed(t, tenant_id, keys).label("routed"))
+        select(*_task_columns(t), i.workflow_version, routed(t, tenant_id, keys).label("routed"))
         .join_from(_TASKS, _INSTANCES, and_(i.tenant_id == tenant_id, i.id == t.instance_id))
         .where(t.tenant_id == tenant_id, t.id == task_id)
     )
@@ -218,7 +219,7 @@ async def claim_task(
             t.id == task_id,
             t.status == "pending",
             or_(t.claimed_by.is_(None), t.claimed_by == user),
-            _routed(t, tenant_id, keys),
+            routed(t, tenant_id, keys),
         )
         .values(claimed_by=user, claimed_at=now, updated_at=now)
         .returning(*_task_columns(t))
@@ -267,6 +268,7 @@ __all__ = [
     "principal_keys",
     "principals",
     "route_tasks",
+    "routed",
     "routing",
     "set_status",
     "task_for",

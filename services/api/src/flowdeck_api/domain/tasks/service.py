@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft7Validator
 from jsonschema.validators import validator_for
-from sqlalchemy import exists, func, select, tuple_
+from sqlalchemy import func, select, tuple_
 
 from flowdeck_api.domain.tasks.schemas import TaskPage, TaskRead
 from flowdeck_api.errors import ApiError, not_found
 from flowdeck_api.pagination import decode_time_and_id, encode_cursor
 from flowdeck_engine.documents.patterns import install as linear_patterns
 from flowdeck_runtime.tenancy import in_tenant
-from flowdeck_store import HumanTaskModel, TaskCandidateModel
+from flowdeck_store import HumanTaskModel
 from flowdeck_store.inbox import (
     INBOX_COLUMNS,
     NO_DUE,
@@ -22,6 +22,7 @@ from flowdeck_store.inbox import (
     inbox_page,
     principal_keys,
     route_tasks,
+    routed,
     routing,
     task_for,
 )
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from flowdeck_runtime.tenants import Tenants
 
 Task = HumanTaskModel
-Candidate = TaskCandidateModel
 _LAST = NO_DUE
 PENDING = "pending"
 linear_patterns()  # a form's patterns match with RE2: linear time whatever a tenant wrote
@@ -139,10 +139,8 @@ class TaskService:
         return query.order_by(due, Task.id).limit(limit + 1)
 
     async def _row(self, session: AsyncSession, task_id: UUID, *, lock: bool = False) -> HumanTaskModel:
-        routed = exists().where(
-            Candidate.tenant_id == self.tenant, Candidate.task_id == Task.id, Candidate.principal.in_(self._keys())
-        )
-        query = select(Task, routed).where(in_tenant(Task, self.tenant), Task.id == task_id)
+        query = select(Task, routed(Task, self.tenant, self._keys()))
+        query = query.where(in_tenant(Task, self.tenant), Task.id == task_id)
         found = (await session.execute(query.with_for_update(of=Task) if lock else query)).one_or_none()
         if found is None or not self._sees(found[1], found[0]):
             raise not_found("task")
