@@ -92,8 +92,10 @@ class InstanceRunner:
     async def _take(self, tenant: UUID, wanted: Sequence[tuple[UUID, str]]) -> list[Lease | None]:
         async with self.tenants.transaction(tenant) as session:  # in instance order: no lock cycles
             leases = await take_leases(session, tenant, sorted(wanted), self.lease_seconds, load=True)
-        for instance_id, lease in leases.items():  # held from here: a job cancelled meanwhile never
-            self.held[instance_id] = (tenant, lease)  # sees its lease, and release_all gives it back
+        # Held from here. A job cancelled meanwhile never sees its lease: it expires after
+        # lease_seconds (the reconciler re-sends the work), or release_all gives it back at shutdown.
+        for instance_id, lease in leases.items():
+            self.held[instance_id] = (tenant, lease)
         return [leases.get(instance_id) for instance_id, _ in wanted]
 
     def job_span(
