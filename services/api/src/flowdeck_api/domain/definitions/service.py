@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 from sqlalchemy import select, update
@@ -25,8 +25,6 @@ from flowdeck_store.changes import definition_row_id
 
 if TYPE_CHECKING:
     from uuid import UUID
-
-    from sqlalchemy.ext.asyncio import AsyncSession
 
     from flowdeck_engine import WorkflowDefinition
     from flowdeck_engine.documents import Syntax
@@ -141,26 +139,6 @@ class DefinitionService:
         if row is None:
             raise not_found(f"workflow {name!r} version {version!r}")
         return _summary(row)
-
-    async def active_version(
-        self, session: AsyncSession, name: str, version: str | None, *also: Any
-    ) -> tuple[Any, ...]:
-        """``(version, *values of also)``: ``version`` if it is active, else the latest active
-        release (404 when there is none), with the scalar subqueries ``also`` read in the same
-        statement (one round trip for a start's reads)."""
-        query = select(Model.version, *also).where(
-            in_tenant(Model, self.tenant), Model.name == name, Model.is_active.is_(True)
-        )
-        rows = (await session.execute(query)).all()
-        found = {row[0]: tuple(row[1:]) for row in rows}
-        if version is None:
-            releases = [v for v in found if version_key(v)[3]] or list(found)
-            if not releases:
-                raise ApiError(404, "workflow_not_found", f"workflow {name!r} has no active version")
-            version = max(releases, key=version_key)
-        elif version not in found:
-            raise ApiError(404, "workflow_not_found", f"workflow {name!r} has no active version {version!r}")
-        return (version, *found[version])
 
     async def graph(self, name: str, version: str) -> GraphRead:
         """The graph of one version."""

@@ -8,10 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from flowdeck_api.domain.definitions.service import DefinitionService
 from flowdeck_api.domain.instances.schemas import (
     CallbackRead,
     InstancePage,
@@ -20,7 +19,7 @@ from flowdeck_api.domain.instances.schemas import (
     InstanceSummary,
     StepRead,
 )
-from flowdeck_api.domain.instances.starts import LIVE, StartRequest, too_many_running
+from flowdeck_api.domain.instances.starts import StartRequest, choose_version, read_active, too_many_running
 from flowdeck_api.errors import ApiError, not_found
 from flowdeck_api.pagination import decode_time_and_id, encode_cursor
 from flowdeck_engine import WorkflowsError
@@ -146,10 +145,8 @@ class InstanceService:
             return read_of(await self.starts.start(self.tenant, wanted))
         engine = self.tenants.engine(self.tenant)
         async with engine.transaction(self.tenant) as session:  # one transaction: the reads and the start
-            live = select(func.count()).select_from(Row).where(in_tenant(Row, self.tenant), Row.status.in_(LIVE))
-            version, running = await DefinitionService(self.tenants, self.tenant).active_version(
-                session, request.workflow, request.version, live.scalar_subquery()
-            )
+            active, running = await read_active(session, self.tenant, [request.workflow])
+            version = choose_version(request.workflow, request.version, active.get(request.workflow, []))
             definition = await self.tenants.definition(self.tenant, request.workflow, version)
             if running >= self.max_running:
                 raise too_many_running(running, self.max_running)

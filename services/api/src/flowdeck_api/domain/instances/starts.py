@@ -46,14 +46,16 @@ LIVE = (WorkflowStatus.RUNNING.value, WorkflowStatus.WAITING.value, WorkflowStat
 
 
 def _versions_sql(app_filter: bool) -> str:
-    """The active versions of the named workflows and the tenant's running count, in one
-    statement (a row with a NULL name when none of the workflows has an active version)."""
-    d = "d.tenant_id = $1 AND " if app_filter else ""
-    w = "w.tenant_id = $1 AND " if app_filter else ""
+    """The active versions of the named workflows ($1) and the tenant's running count (statuses
+    $2), in one statement (a row with a NULL name when none of the workflows has an active
+    version). With ``app_filter`` the tenant ($3) is also filtered here, not only by row-level
+    security (without it there is no $3: asyncpg cannot type a parameter no clause uses)."""
+    d = "d.tenant_id = $3 AND " if app_filter else ""
+    w = "w.tenant_id = $3 AND " if app_filter else ""
     return (
         "SELECT d.name, d.version, r.n FROM (SELECT count(*) AS n FROM workflow_instances AS w "  # noqa: S608 (constants)
-        f"WHERE {w}w.status = ANY($3::text[])) AS r LEFT JOIN workflow_definitions AS d "
-        f"ON {d}d.name = ANY($2::text[]) AND d.is_active"
+        f"WHERE {w}w.status = ANY($2::text[])) AS r LEFT JOIN workflow_definitions AS d "
+        f"ON {d}d.name = ANY($1::text[]) AND d.is_active"
     )
 
 
@@ -89,7 +91,7 @@ def too_many_running(running: int, cap: int) -> ApiError:
     )
 
 
-def _choose(name: str, version: str | None, active: list[str]) -> str:
+def choose_version(name: str, version: str | None, active: list[str]) -> str:
     """``version`` if it is active, else the latest active release (404 when there is none)."""
     if version is None:
         releases = [v for v in active if version_key(v)[3]] or active
@@ -122,10 +124,10 @@ class Starts:
         committing = False
         try:
             async with engine.transaction(tenant) as session:
-                active, running = await self._read(session, tenant, sorted({r.workflow for r in requests}))
+                active, running = await read_active(session, tenant, sorted({r.workflow for r in requests}))
                 for request in requests:
                     try:
-                        version = _choose(request.workflow, request.version, active.get(request.workflow, []))
+                        version = choose_version(request.workflow, request.version, active.get(request.workflow, []))
                         if running >= self.max_running:
                             raise too_many_running(running, self.max_running)
                         definition = await self.tenants.definition(tenant, request.workflow, version)
@@ -152,35 +154,37 @@ class Starts:
             return [result if isinstance(result, BaseException) else exc for result in out]
         return [result if result is not None else AssertionError("no result") for result in out]
 
-    async def _read(self, session: AsyncSession, tenant: UUID, names: list[str]) -> tuple[dict[str, list[str]], int]:
-        """The active versions of ``names`` and the tenant's running count, in one statement."""
-        raw = await asyncpg_connection(session)
-        if raw is not None:
-            rows = await raw.fetch(_versions_sql(tenancy.APP_FILTER), tenant, names, list(LIVE))
-        else:
-            model, instances = WorkflowDefinitionModel, WorkflowInstanceModel
-            live = (
-                select(func.count())
-                .select_from(instances)
-                .where(tenancy.in_tenant(instances, tenant), instances.status.in_(LIVE))
-                .scalar_subquery()
-            )
-            found = (
-                await session.execute(
-                    select(model.name, model.version).where(
-                        tenancy.in_tenant(model, tenant), model.name.in_(names), model.is_active.is_(True)
-                    )
+
+async def read_active(session: AsyncSession, tenant: UUID, names: list[str]) -> tuple[dict[str, list[str]], int]:
+    """The active versions of ``names`` and the tenant's running count, in one statement."""
+    raw = await asyncpg_connection(session)
+    if raw is not None:
+        tenant_arg = (tenant,) if tenancy.APP_FILTER else ()
+        rows = await raw.fetch(_versions_sql(tenancy.APP_FILTER), names, list(LIVE), *tenant_arg)
+    else:
+        model, instances = WorkflowDefinitionModel, WorkflowInstanceModel
+        live = (
+            select(func.count())
+            .select_from(instances)
+            .where(tenancy.in_tenant(instances, tenant), instances.status.in_(LIVE))
+            .scalar_subquery()
+        )
+        found = (
+            await session.execute(
+                select(model.name, model.version).where(
+                    tenancy.in_tenant(model, tenant), model.name.in_(names), model.is_active.is_(True)
                 )
-            ).all()
-            count = (await session.execute(select(live))).scalar_one()
-            rows = [(name, version, count) for name, version in found] or [(None, None, count)]
-        active: dict[str, list[str]] = {}
-        running = 0
-        for name, version, count in rows:
-            running = int(count)
-            if name is not None:
-                active.setdefault(name, []).append(version)
-        return active, running
+            )
+        ).all()
+        count = (await session.execute(select(live))).scalar_one()
+        rows = [(name, version, count) for name, version in found] or [(None, None, count)]
+    active: dict[str, list[str]] = {}
+    running = 0
+    for name, version, count in rows:
+        running = int(count)
+        if name is not None:
+            active.setdefault(name, []).append(version)
+    return active, running
 
 
-__all__ = ["StartRequest", "Starts", "too_many_running"]
+__all__ = ["StartRequest", "Starts", "choose_version", "read_active", "too_many_running"]
