@@ -1,4 +1,5 @@
-"""The services' PostgreSQL connections plan every statement for its own arguments.
+"""The services' PostgreSQL connections plan every statement for its own arguments, except in a
+transaction that writes (after the write).
 
 asyncpg keeps statements prepared per pooled connection; a generic plan PostgreSQL caches for one
 (after five executions) would outlive the table sizes it was picked for.
@@ -12,11 +13,15 @@ import uuid
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
-from flowdeck_store import bind_tenant, create_engine, session_factory
+from flowdeck_store import PersistentExecutionEngine, bind_tenant, create_engine, session_factory
 from flowdeck_store.tenancy import asyncpg_connection
-from tests.integration.conftest import Database
+from tests.integration.conftest import Database, NewTenant
+from tests.integration.workflows import registry
+
+Sessions = async_sessionmaker[AsyncSession]
 
 
 async def test_statements_are_planned_per_execution(database: Database) -> None:
@@ -48,3 +53,20 @@ async def test_a_connection_lost_before_begin_is_a_database_error(database: Data
     finally:
         await engine.dispose()
         await admin.dispose()
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+async def test_a_write_lets_its_transaction_keep_generic_plans(sessions: Sessions, new_tenant: NewTenant) -> None:
+    """The foreign-key checks of a write are planned once per connection, not per row; the setting
+    ends with the transaction (the next one on the same pooled connection plans per execution)."""
+    tenant = await new_tenant("plans")
+    engine = PersistentExecutionEngine(registry(), sessions, tenant_id=tenant)
+    mode = text("SHOW plan_cache_mode")
+    async with engine.transaction(tenant) as session:
+        assert (await session.execute(mode)).scalar_one() == "force_custom_plan"
+        await engine.start_workflow("machines", {})
+        assert (await session.execute(mode)).scalar_one() == "auto"
+    async with sessions() as session:
+        bind_tenant(session, tenant)
+        async with session.begin():
+            assert (await session.execute(mode)).scalar_one() == "force_custom_plan"

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import inspect
 import json
 import os
 import subprocess
@@ -170,6 +171,18 @@ async def test_suspended_and_unknown_tenants_are_refused(api: Api) -> None:
     assert_bare_401(await probe(api, nowhere.bearer()), "no such tenant")
     active = Tokens(api, await api.tenant())
     assert (await probe(api, active.bearer())).status_code == 200
+
+
+async def test_every_route_guard_runs_on_the_event_loop(api: Api) -> None:
+    """Litestar runs a guard that is a plain function in its thread pool: a thread hop per request."""
+    assert api.app is not None
+    guarded = 0
+    for route in api.app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            for guard in handler.resolve_guards():
+                assert inspect.iscoroutinefunction(guard), (route.path, guard)
+                guarded += 1
+    assert guarded > 10
 
 
 async def test_the_tenant_comes_only_from_the_token(api: Api) -> None:
