@@ -20,6 +20,7 @@ from flowdeck_runtime.queue import SaqStepQueue, instance_job_key
 from flowdeck_runtime.settings import WorkSettings
 from flowdeck_runtime.tenants import Tenants
 from flowdeck_store import (
+    OutboxEventModel,
     PendingWorkModel,
     StaleLeaseError,
     StepExecutionModel,
@@ -210,6 +211,32 @@ async def test_each_due_timer_is_claimed_by_exactly_one_of_two_schedulers(
     timers = [item.id for claim in claims for item in claim if item.kind == "timer"]
     assert len(timers) == 30 and len(set(timers)) == 30
     assert {item.tenant_id for claim in claims for item in claim} == {tenant}
+
+
+async def test_events_no_subscription_wants_are_marked_published_and_never_handed_out(
+    tenants: Tenants, new_pg_tenant: NewTenant, truncated: Database
+) -> None:
+    """An event the scan's bulk mark skipped (here: locked by another transaction) is left for the
+    next poll, not handed to the scheduler to fan out alone to nobody."""
+    tenant = await new_pg_tenant("quiet")
+    await _start(tenants, tenant, documents.machines(count=1))
+    engine = create_engine(truncated.system_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    outbox = OutboxEventModel
+    try:
+        async with tenants.transaction(tenant) as holder:
+            held = (await holder.execute(select(outbox.id).limit(1).with_for_update())).scalar_one()
+            async with engine.connect() as conn:
+                claimed = await claim_due(conn, limit=20, claim_seconds=30, quiet_seconds=60)
+            assert [item for item in claimed if item.kind == "event"] == []
+        async with engine.connect() as conn:
+            claimed = await claim_due(conn, limit=20, claim_seconds=30, quiet_seconds=60)
+        assert [item for item in claimed if item.kind == "event"] == []
+    finally:
+        await engine.dispose()
+    async with tenants.transaction(tenant) as session:
+        unpublished = select(func.count()).select_from(outbox).where(outbox.published_at.is_(None))
+        assert (await session.execute(unpublished)).scalar_one() == 0
+        assert (await session.execute(select(outbox.published_at).where(outbox.id == held))).scalar_one() is not None
 
 
 async def test_jobs_carry_explicit_settings_in_redis_and_a_duplicate_key_is_a_no_op(redis_url: str) -> None:

@@ -113,7 +113,7 @@ async def _claim_portable(
     await connection.execute(update(_OUTBOX).where(o.published_at.is_(None), ~subscribed).values(published_at=now))
     events = (
         await connection.execute(
-            select(o.tenant_id, o.id).where(o.published_at.is_(None)).order_by(o.occurred_at).limit(limit)
+            select(o.tenant_id, o.id).where(o.published_at.is_(None), subscribed).order_by(o.occurred_at).limit(limit)
         )
     ).all()
     pending = d.status == "pending"
