@@ -51,14 +51,15 @@ class Connection:
 
 async def post_many(
     host: str, port: int, path: str, body: Any, headers: dict[str, str], *, n: int, k: int, rate: float = 0
-) -> list[tuple[int, bytes]]:
-    """POST ``body`` to ``path`` ``n`` times over ``k`` keep-alive connections; every (status, body).
+) -> list[tuple[int, bytes, float]]:
+    """POST ``body`` to ``path`` ``n`` times over ``k`` keep-alive connections; every (status, body,
+    the wall-clock time the request was sent).
 
     ``rate`` 0: each connection sends its next request as soon as the last is answered (a closed
     loop: as fast as the server answers). Otherwise request ``i`` leaves no earlier than ``i /
     rate`` seconds after the first (an offered load of ``rate`` per second, ``k`` in flight at most).
     """
-    results: list[tuple[int, bytes]] = []
+    results: list[tuple[int, bytes, float]] = []
     remaining = iter(range(n))
     began = time.perf_counter()
 
@@ -68,7 +69,8 @@ async def post_many(
             for i in remaining:
                 if rate and (delay := began + i / rate - time.perf_counter()) > 0:
                     await asyncio.sleep(delay)
-                results.append(await connection.request("POST", path, body, headers))
+                sent = time.time()
+                results.append((*await connection.request("POST", path, body, headers), sent))
         finally:
             connection.close()
 
