@@ -103,6 +103,15 @@ end
 running or being aborted. A test checks that SAQ's script is still this one."""
 
 
+_TAKE_LUA = """
+local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+if not id then return nil end
+return {id, redis.call('GET', id)}
+"""
+"""The next queued job, moved to the active list as SAQ's dequeue moves it, and its payload: one
+round trip instead of two. Sent as EVAL (Redis caches it by its hash): no script to lose."""
+
+
 class FlowdeckRedisQueue(RedisQueue):
     """SAQ's Redis queue, lighter per job.
 
@@ -156,11 +165,12 @@ class FlowdeckRedisQueue(RedisQueue):
         SAQ's blocking wait."""
         if await self.version() < (6, 2, 0):
             return await super().dequeue(timeout, poll_interval)
-        (job_id,) = await self._coalescer().run(lambda pipe: pipe.lmove(self._queued, self._active, "LEFT", "RIGHT"))
+        (taken,) = await self._coalescer().run(lambda pipe: pipe.eval(_TAKE_LUA, 2, self._queued, self._active))
+        if taken:
+            return self.deserialize(taken[1])
+        job_id = await self.redis.blmove(self._queued, self._active, timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]
         if job_id is None:
-            job_id = await self.redis.blmove(self._queued, self._active, timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]
-            if job_id is None:
-                return None
+            return None
         (payload,) = await self._coalescer().run(lambda pipe: pipe.get(job_id))
         return self.deserialize(payload)
 
