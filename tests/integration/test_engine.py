@@ -8,8 +8,9 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import func, make_url, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from flowdeck_engine import (
     BaseHumanStep,
@@ -41,7 +42,7 @@ from flowdeck_store import (
     WorkflowInstanceModel,
     bind_tenant,
 )
-from tests.integration.conftest import NewTenant
+from tests.integration.conftest import Database, NewTenant
 from tests.integration.workflows import Approve, SetFlag, linear, registry
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -407,3 +408,26 @@ async def test_task_deadline_timers_follow_the_task(sessions: Sessions, new_tena
     instance = await engine.complete_human_task(instance.id, "review", "bob", {"done": True})
     assert instance.status is WorkflowStatus.COMPLETED
     assert await timers() == []
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+async def test_an_instance_moves_on_while_its_tenant_row_is_locked(
+    sessions: Sessions, new_tenant: NewTenant, database: Database
+) -> None:
+    """An instance's steps, events and work reference the instance, not the tenants row: writing
+    them locks nothing there (else every writing transaction of a tenant would share one lock)."""
+    tenant = await new_tenant("busy")
+    engine = PersistentExecutionEngine(registry(), sessions, tenant_id=tenant)
+    instance = await engine.start_workflow("approval", {})
+    url = make_url(database.admin_url).set(database=make_url(database.owner_url).database)
+    admin = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with admin.begin() as other:  # a lock that every foreign-key check on the row waits for
+            await other.execute(text("SELECT 1 FROM tenants WHERE id = :t FOR UPDATE"), {"t": tenant})
+            done = await asyncio.wait_for(
+                engine.complete_human_task(instance.id, "approve", "ann", {"approved": True}), 10
+            )
+        assert done.status is WorkflowStatus.COMPLETED
+        assert await count(sessions, tenant, StepExecutionModel) == 3
+    finally:
+        await admin.dispose()

@@ -38,5 +38,25 @@ class TenantOwned(AuditedBase):
         return mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, sort_order=-90)
 
 
+class InstanceOwned(TenantOwned):
+    """A row of one instance: ``instance_id`` references the instance, and deleting the instance
+    (or its tenant, whose instances go with it) deletes the row.
+
+    ``tenant_id`` has no foreign key of its own: the row's instance is its tenant's (the store
+    writes an instance's rows in the statement that writes the instance, under the tenant's
+    row-level security). A foreign key to ``tenants`` would make PostgreSQL lock the tenant's one
+    row (``FOR KEY SHARE``) for every row written, a lock that every writing transaction of the
+    tenant shares with the others through a multixact (migration 0010).
+    """
+
+    __abstract__ = True
+
+    @declared_attr
+    def tenant_id(cls) -> Mapped[UUID]:
+        return mapped_column(nullable=False, sort_order=-90)
+
+    instance_id: Mapped[UUID] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))
+
+
 metadata = orm_registry.metadata
 """The metadata alembic migrates."""

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime  # noqa: TC003 (SQLAlchemy reads Mapped[...] annotations at runtime)
 from typing import Any
-from uuid import UUID  # noqa: TC003 (SQLAlchemy reads Mapped[...] annotations at runtime)
 
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from flowdeck_store.base import TenantOwned
+from flowdeck_store.base import InstanceOwned
 
 
-class OutboxEventModel(TenantOwned):
+class OutboxEventModel(InstanceOwned):
     """One public workflow event, to be published (``published_at`` set) by the outbox relay."""
 
     __tablename__ = "workflow_outbox"
@@ -22,7 +21,6 @@ class OutboxEventModel(TenantOwned):
         Index("ix_workflow_outbox_unpublished", "published_at", "occurred_at"),
     )
 
-    instance_id: Mapped[UUID] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))
     event_type: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     occurred_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime  # noqa: TC003 (SQLAlchemy reads Mapped[...] annotations at runtime)
 from typing import Any
-from uuid import UUID  # noqa: TC003 (SQLAlchemy reads Mapped[...] annotations at runtime)
 
 from advanced_alchemy.types import DateTimeUTC, JsonB
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from flowdeck_store.base import TenantOwned
+from flowdeck_store.base import InstanceOwned
 
 
-class StepExecutionModel(TenantOwned):
+class StepExecutionModel(InstanceOwned):
     """One execution (attempt) of a step; ``seq`` is its place in the instance's history."""
 
     __tablename__ = "workflow_step_executions"
@@ -23,7 +22,6 @@ class StepExecutionModel(TenantOwned):
         Index("ix_workflow_step_executions_tenant_status", "tenant_id", "status"),
     )
 
-    instance_id: Mapped[UUID] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
     step_name: Mapped[str] = mapped_column(String(255))
     step_type: Mapped[str] = mapped_column(String(16))

@@ -10,10 +10,10 @@ from advanced_alchemy.types import DateTimeUTC, JsonB
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from flowdeck_store.base import Base, TenantOwned
+from flowdeck_store.base import Base, InstanceOwned
 
 
-class HumanTaskModel(TenantOwned):
+class HumanTaskModel(InstanceOwned):
     """A task for ``assignee_id`` or, when unassigned, any member of ``candidate_groups``.
 
     ``assignee_group`` is the first candidate group (the seeds' single-group column).
@@ -27,7 +27,6 @@ class HumanTaskModel(TenantOwned):
         Index("ix_workflow_human_tasks_tenant_due", "tenant_id", "status", "due_at"),
     )
 
-    instance_id: Mapped[UUID] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))
     step_execution_id: Mapped[UUID | None] = mapped_column(
         ForeignKey("workflow_step_executions.id", ondelete="SET NULL"), default=None
     )

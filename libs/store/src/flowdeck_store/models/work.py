@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime  # noqa: TC003 (SQLAlchemy reads Mapped[...] annotations at runtime)
-from uuid import UUID  # noqa: TC003 (SQLAlchemy reads Mapped[...] annotations at runtime)
 
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from flowdeck_store.base import TenantOwned
+from flowdeck_store.base import InstanceOwned
 
 
-class PendingWorkModel(TenantOwned):
+class PendingWorkModel(InstanceOwned):
     """A machine step attempt that is due (now, or at ``not_before``).
 
     A worker takes it by writing a lease (``lease_owner``, ``lease_expires_at``) and bumping
@@ -26,7 +25,6 @@ class PendingWorkModel(TenantOwned):
         Index("ix_workflow_pending_work_lease", "lease_expires_at"),
     )
 
-    instance_id: Mapped[UUID] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))
     step_name: Mapped[str] = mapped_column(String(255))
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     not_before: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
@@ -35,7 +33,7 @@ class PendingWorkModel(TenantOwned):
     fence: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class TimerModel(TenantOwned):
+class TimerModel(InstanceOwned):
     """A wake-up: a timer step firing (``kind`` "timer") or a callback wait timing out ("timeout")."""
 
     __tablename__ = "workflow_timers"
@@ -44,13 +42,12 @@ class TimerModel(TenantOwned):
         Index("ix_workflow_timers_fire_at", "fire_at"),
     )
 
-    instance_id: Mapped[UUID] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))
     step_name: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(16))
     fire_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
 
 
-class CallbackTokenModel(TenantOwned):
+class CallbackTokenModel(InstanceOwned):
     """The secret an external system presents to call back a waiting webhook step.
 
     A waiting external job step has one too: the jobs API offers the row (its ``id`` is the job's
@@ -67,7 +64,6 @@ class CallbackTokenModel(TenantOwned):
         Index("ix_workflow_callback_tokens_token", "token"),
     )
 
-    instance_id: Mapped[UUID] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))
     step_name: Mapped[str] = mapped_column(String(255))
     token: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
