@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
 from flowdeck_store import PersistentExecutionEngine, bind_tenant, create_engine, session_factory
-from flowdeck_store.tenancy import asyncpg_connection, plan_generically
+from flowdeck_store.tenancy import asyncpg_connection
 from tests.integration.conftest import Database, NewTenant
 from tests.integration.workflows import registry
 
@@ -69,18 +69,4 @@ async def test_a_write_lets_its_transaction_keep_generic_plans(sessions: Session
     async with sessions() as session:
         bind_tenant(session, tenant)
         async with session.begin():
-            assert (await session.execute(mode)).scalar_one() == "force_custom_plan"
-
-
-@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
-async def test_a_transaction_that_will_write_says_so_with_its_begin(sessions: Sessions, new_tenant: NewTenant) -> None:
-    tenant = await new_tenant("plans")
-    mode = text("SHOW plan_cache_mode")
-    async with sessions() as session:
-        bind_tenant(session, tenant)
-        async with session.begin():
-            plan_generically(session)
-            assert (await session.execute(mode)).scalar_one() == "auto"
-            assert (await session.execute(text("SHOW app.tenant_id"))).scalar_one() == str(tenant)
-        async with session.begin():  # asked for one transaction only
             assert (await session.execute(mode)).scalar_one() == "force_custom_plan"

@@ -38,7 +38,7 @@ tenant's first minutes): a generic plan picked while a table was small sticks to
 connection's prepared statement and walks the whole tenant for every key once the table has
 grown (measured: the worker's lease statement 5.1 ms a call on a generic plan, 0.3 ms planned
 per call). Planning these statements costs far less than one bad plan. A transaction that writes
-lets its foreign-key checks keep their plans (:data:`flowdeck_store.tenancy.GENERIC_PLANS`)."""
+lets its foreign-key checks keep their plans (:data:`flowdeck_store.writer.GENERIC_PLANS`)."""
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:

@@ -17,7 +17,6 @@ from flowdeck_store.escalations import escalation_rows, write_reassignments
 from flowdeck_store.exceptions import StaleLeaseError
 from flowdeck_store.leases import stale_leases
 from flowdeck_store.store import SqlInstanceStore
-from flowdeck_store.tenancy import plan_generically
 from flowdeck_store.writer import write_changes
 
 if TYPE_CHECKING:
@@ -66,7 +65,6 @@ class DurableInstanceStore(SqlInstanceStore):
         held = [lease for c in changes if (lease := self.leases.get(c.instance.id)) is not None]
         now = self._now()
         async with self.transaction(tenant) as session:
-            plan_generically(session)
             stale = await stale_leases(session, tenant, held) if held else set()
             live = [c for c in changes if c.instance.id not in stale]
             deadlines = escalation_rows(live, now)  # written with the changes, fenced as they are

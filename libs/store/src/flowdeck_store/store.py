@@ -49,7 +49,6 @@ from flowdeck_store.tenancy import (
     current_tenant,
     guard_sessions,
     is_guarded,
-    plan_generically,
 )
 from flowdeck_store.writer import write_changes
 
@@ -453,7 +452,6 @@ class SqlInstanceStore:
     async def _write_batch(self, tenant: UUID, changes: Sequence[Change]) -> list[BaseException | None]:
         """Write ``changes`` in one transaction; per change None, or the ConcurrencyError of a failed fence."""
         async with self.transaction(tenant) as session:
-            plan_generically(session)
             failed = await write_changes(session, tenant, changes, self._now())
         return [
             ConcurrencyError(c.instance.id, c.expected_version) if c.instance.id in failed else None for c in changes

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -35,18 +35,6 @@ TENANT_KEY = "flowdeck.tenant_id"
 """The ``session.info`` key that holds a session's tenant."""
 SETTING = "app.tenant_id"
 """The PostgreSQL setting that row-level security policies read."""
-
-GENERIC_PLANS = "SELECT set_config('plan_cache_mode', 'auto', true);"
-"""For the rest of the transaction, prepared statements may keep a generic plan. The services'
-connections plan every statement for its arguments (``force_custom_plan``, see
-:data:`flowdeck_store.database.CUSTOM_PLANS`), and that includes the foreign-key checks that
-PostgreSQL runs for each row written: 10 to 20 per instance, each planned anew. Their plan is a
-primary-key probe whatever the arguments, and planning them was a quarter of PostgreSQL's CPU on
-the distributed benchmark. So a transaction sends this before it writes (the write's own
-statement looks every row up by key, ``= ANY``): with its ``BEGIN`` when it asked for it first
-(:func:`plan_generically`), else just before the write (:func:`keep_generic_plans`)."""
-_PLANS_WANTED = "flowdeck.generic_plans"
-_PLANS_SENT = "flowdeck.generic_plans_sent"
 
 _scope: ContextVar[UUID | None] = ContextVar("flowdeck_tenant", default=None)
 
@@ -100,21 +88,17 @@ class TenantConnection(asyncpg.Connection):  # type: ignore[misc]
     pool, so it can never reach another transaction. Without a tenant a transaction sees no rows.
     """
 
-    __slots__ = ("pending_plans", "pending_tenant")
+    __slots__ = ("pending_tenant",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pending_tenant: UUID | None = None
-        self.pending_plans = False  # GENERIC_PLANS goes with the tenant's BEGIN
 
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:  # noqa: ASYNC109 (asyncpg's signature)
         tenant, self.pending_tenant = self.pending_tenant, None
-        plans, self.pending_plans = self.pending_plans, False
         if tenant is not None and not args and query.startswith("BEGIN"):
             # a UUID's text is hex digits and dashes: nothing to quote
             query = f"{query} SELECT set_config('{SETTING}', '{tenant}', true);"
-            if plans:
-                query = f"{query} {GENERIC_PLANS}"
         status: str = await super().execute(query, *args, timeout=timeout)
         return status
 
@@ -123,31 +107,12 @@ def _after_begin(session: Session, transaction: SessionTransaction, connection: 
     tenant = session_tenant(session)
     if tenant is None:
         raise TenantNotBoundError
-    plans = bool(session.info.pop(_PLANS_WANTED, False))
-    session.info[_PLANS_SENT] = plans
     if connection.dialect.name == "postgresql":
         driver = connection.connection.driver_connection
         if isinstance(driver, TenantConnection) and not driver.is_in_transaction():
             driver.pending_tenant = as_tenant_id(tenant)  # sent with the BEGIN (see TenantConnection)
-            driver.pending_plans = plans
             return
         connection.execute(select(func.set_config(SETTING, str(tenant), True)))
-        if plans:
-            connection.execute(text(GENERIC_PLANS))
-
-
-def plan_generically(session: AsyncSession | Session) -> None:
-    """Ask that ``session``'s next transaction (one about to begin, that will write) sends
-    :data:`GENERIC_PLANS` with its ``BEGIN``: one round trip fewer than the write sending it."""
-    session.info[_PLANS_WANTED] = True
-
-
-async def keep_generic_plans(session: AsyncSession, raw: Any) -> None:
-    """Put :data:`GENERIC_PLANS` in force in ``session``'s transaction (``raw``: its asyncpg
-    connection), unless its ``BEGIN`` carried it."""
-    if not session.info.get(_PLANS_SENT):
-        await raw.execute(GENERIC_PLANS)
-        session.info[_PLANS_SENT] = True
 
 
 async def asyncpg_connection(session: AsyncSession) -> Any:
@@ -173,7 +138,6 @@ def drop_pending_tenant(dbapi_connection: Any, *_: Any) -> None:
     driver = getattr(dbapi_connection, "driver_connection", None)
     if isinstance(driver, TenantConnection):
         driver.pending_tenant = None
-        driver.pending_plans = False
 
 
 def end_pending_tenant(connection: Connection) -> None:

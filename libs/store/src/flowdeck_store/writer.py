@@ -28,7 +28,7 @@ from flowdeck_store.models import (
     TimerModel,
     WorkflowInstanceModel,
 )
-from flowdeck_store.tenancy import asyncpg_connection, keep_generic_plans
+from flowdeck_store.tenancy import asyncpg_connection
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -193,7 +193,6 @@ async def write_changes(
     batch.deletes["workflow_timers"] += timers[1]
     raw = await asyncpg_connection(session)
     if raw is not None:
-        await keep_generic_plans(session, raw)
         return await _write_postgresql(raw, tenant_id, batch)
     return await _write_portable(session, tenant_id, batch)
 
@@ -325,8 +324,18 @@ def _arguments(tenant_id: UUID, batch: _Batch) -> tuple[str, list[Any]]:
     return _statement(bool(batch.created), bool(batch.updated), deletes, bool(batch.closes), inserts), args
 
 
+GENERIC_PLANS = "SELECT set_config('plan_cache_mode', 'auto', true)"
+"""Sent before a write: for the rest of its transaction, prepared statements may keep a generic
+plan. The connections plan every statement for its arguments (``force_custom_plan``, see
+:data:`flowdeck_store.database.CUSTOM_PLANS`), and that includes the foreign-key checks that
+PostgreSQL runs for each row written: 10 to 20 per instance, each planned anew. Their plan is a
+primary-key probe whatever the arguments, and planning them was a quarter of PostgreSQL's CPU on
+the distributed benchmark. The write's own statement looks every row up by key (``= ANY``)."""
+
+
 async def _write_postgresql(raw: Any, tenant_id: UUID, batch: _Batch) -> set[UUID]:
     statement, args = _arguments(tenant_id, batch)
+    await raw.execute(GENERIC_PLANS)
     rows = await raw.fetch(statement, *args)
     written = {row[0] for row in rows}
     return {row["id"] for row in (*batch.created, *batch.updated)} - written

@@ -31,7 +31,7 @@ from flowdeck_runtime import tenancy
 from flowdeck_store import WorkflowDefinitionModel, WorkflowInstanceModel
 from flowdeck_store.batching import Batcher, BatchLimits, by_tenant
 from flowdeck_store.engine import Start
-from flowdeck_store.tenancy import asyncpg_connection, plan_generically
+from flowdeck_store.tenancy import asyncpg_connection
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -124,7 +124,6 @@ class Starts:
         committing = False
         try:
             async with engine.transaction(tenant) as session:
-                plan_generically(session)  # the batch writes: its BEGIN says so (no extra round trip)
                 active, running = await read_active(session, tenant, sorted({r.workflow for r in requests}))
                 for request in requests:
                     try:
