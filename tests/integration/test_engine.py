@@ -330,6 +330,40 @@ async def test_one_transaction_for_a_read_and_an_engine_call(sessions: Sessions,
         await start_for_other()
 
 
+async def test_a_nested_engine_transaction_joins_the_outer_one(sessions: Sessions, new_tenant: NewTenant) -> None:
+    """An inner block (of this engine or another of the tenant's) is part of the outer
+    transaction: its events wait for the outer commit, and the outer block raising undoes it
+    (including the definition row the first start stores: not remembered once rolled back)."""
+    tenant = await new_tenant("nested")
+    outer_bus, inner_bus = InMemoryEventBus(), InMemoryEventBus()
+    outer = PersistentExecutionEngine(registry(), sessions, outer_bus, tenant_id=tenant)
+    inner = PersistentExecutionEngine(registry(), sessions, inner_bus, tenant_id=tenant)
+
+    class Refused(Exception):
+        pass
+
+    async def start_then_refuse(engine: PersistentExecutionEngine) -> None:
+        async with outer.transaction(tenant):
+            async with engine.transaction(tenant):
+                await engine.start_workflow("approval", {})
+            assert outer_bus.events == inner_bus.events == []  # the inner block has not committed
+            raise Refused
+
+    for engine in (outer, inner):
+        with pytest.raises(Refused):
+            await start_then_refuse(engine)
+        assert outer_bus.events == inner_bus.events == []
+        assert await count(sessions, tenant, WorkflowInstanceModel) == 0
+
+    async with outer.transaction(tenant):
+        async with inner.transaction(tenant):
+            started = await inner.start_workflow("approval", {})
+        assert inner_bus.events == []
+    assert [e.type for e in inner_bus.events if e.instance_id == started.id][:1] == ["WorkflowStarted"]
+    assert outer_bus.events == []  # each engine's events go to its own bus
+    assert await count(sessions, tenant, WorkflowInstanceModel) == 1
+
+
 class _FailsOnce(BaseMachineStep):
     """Fails on its first attempt per ``context['key']``."""
 

@@ -41,7 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _CALL_ATTEMPTS = 5
-_held: ContextVar[TaskScoped[list[int]] | None] = ContextVar("flowdeck_held_units", default=None)
+_held: ContextVar[TaskScoped[list[tuple[PersistentExecutionEngine, int]]] | None] = ContextVar(
+    "flowdeck_held_units", default=None
+)
 """Inside :meth:`PersistentExecutionEngine.transaction`: the units whose release waits for its commit."""
 
 
@@ -291,11 +293,17 @@ class PersistentExecutionEngine(LocalExecutionEngine):
         reads, checks, then completes a task pays for one transaction, not three. Events and
         queued steps of those calls are released once it has committed; if the block raises,
         nothing of it is written. Machine steps that the calls run in this process (an engine
-        without a step queue) run inside the transaction too, holding its connection."""
+        without a step queue) run inside the transaction too, holding its connection. Inside
+        another engine's (or this engine's) ``transaction()`` for the same tenant, the block is
+        part of that transaction: nothing of it is released before that one commits."""
         if self.commit_each_change:
             raise ValueError("engine.transaction() needs the unit of work (commit_each_change=False)")
         tenant = self.persistence.tenant_for(explicit=tenant_id)
-        holder: TaskScoped[list[int]] = TaskScoped([])
+        if scoped(_held) is not None:  # nested: the outer block commits, and releases, all of it
+            async with self.persistence.transaction(tenant) as session:
+                yield session
+            return
+        holder: TaskScoped[list[tuple[PersistentExecutionEngine, int]]] = TaskScoped([])
         token = _held.set(holder)
         committed = False
         try:
@@ -305,8 +313,8 @@ class PersistentExecutionEngine(LocalExecutionEngine):
         finally:
             holder.open = False
             _held.reset(token)
-            for unit_key in holder.value:
-                await self._release(unit_key, committed)
+            for engine, unit_key in holder.value:
+                await engine._release(unit_key, committed)
 
     async def _release(self, unit_key: int, committed: bool) -> None:
         if self._bus is not None:
@@ -334,7 +342,7 @@ class PersistentExecutionEngine(LocalExecutionEngine):
                     raise
             finally:
                 if written and held is not None:
-                    held.append(unit_key)  # committed (or not) with the caller's transaction
+                    held.append((self, unit_key))  # committed (or not) with the caller's transaction
                 else:
                     await self._release(unit_key, written)
         raise AssertionError("unreachable")  # pragma: no cover

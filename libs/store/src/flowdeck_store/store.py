@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import event, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -477,6 +477,11 @@ class SqlInstanceStore:
                     if known is None:
                         raise UnknownTenantError(tenant) from exc
                 self._definitions[key] = known
+                shared = scoped(_shared)
+                if shared is not None:  # the row may be this transaction's: forgotten if it rolls back
+                    event.listen(
+                        shared[1].sync_session, "after_rollback", lambda _: self._definitions.pop(key, None), once=True
+                    )
         return known
 
     async def _find_definition(self, tenant: UUID, definition: WorkflowDefinition) -> UUID | None:
