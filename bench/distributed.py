@@ -4,11 +4,11 @@ Starts its own PostgreSQL and Redis, migrates, then for each worker count runs t
 processes (``flowdeck api``, ``flowdeck worker`` x W, ``flowdeck scheduler``) and sends N starts
 over HTTP with K in flight. The API only enqueues; the workers run the three steps (one job, one
 commit per instance). Reported per worker count: starts/s (HTTP), instances completed per second
-(first start to last completion), and p50/p99 from the moment the client sent the start request to
-the instance's completion (its ``completed_at``, stamped by the engine; one clock, one machine);
-and the workers alone: N instances started while they are stopped, then the rate at which they complete
-them (first completion to last). Target
-(issue 6): >= 500 completed/s on this 2-core machine, p99 < 250 ms.
+(first start to last completion), p50/p99 from the moment the client sent the start request to the
+instance's completion (its ``completed_at``, stamped by the engine; one clock, one machine), and
+the workers alone: N instances started while they are stopped, then the rate at which they
+complete them (first completion to last). Target (issue 6): >= 500 completed/s on this 2-core
+machine, p99 < 250 ms.
 
 By default the load is a closed loop (each of the K connections sends its next start as soon as
 the last is answered): the API runs as fast as it can, and when it outruns the workers the

@@ -328,9 +328,12 @@ GENERIC_PLANS = "SELECT set_config('plan_cache_mode', 'auto', true)"
 """Sent before a write: for the rest of its transaction, prepared statements may keep a generic
 plan. The connections plan every statement for its arguments (``force_custom_plan``, see
 :data:`flowdeck_store.database.CUSTOM_PLANS`), and that includes the foreign-key checks that
-PostgreSQL runs for each row written: 10 to 20 per instance, each planned anew. Their plan is a
-primary-key probe whatever the arguments, and planning them was a quarter of PostgreSQL's CPU on
-the distributed benchmark. The write's own statement looks every row up by key (``= ANY``)."""
+PostgreSQL runs for each row written (about 10 per instance of a 3-step workflow), each planned
+anew. Their plan is a primary-key probe whatever the arguments, and planning them was a quarter of
+PostgreSQL's CPU on the distributed benchmark. The write's own statement looks every row up by
+key (``= ANY``). It goes just before the write, not with the transaction's ``BEGIN``: the reads a
+transaction makes first (the worker's lease check, a start's running count) stay planned for their
+arguments, since a generic plan for those may walk a tenant's rows."""
 
 
 async def _write_postgresql(raw: Any, tenant_id: UUID, batch: _Batch) -> set[UUID]:
