@@ -39,6 +39,7 @@ from flowdeck_store import (
     TenantNotBoundError,
     TimerModel,
     UnknownTenantError,
+    WebhookSubscriptionModel,
     WorkflowInstanceModel,
     bind_tenant,
 )
@@ -209,6 +210,33 @@ async def test_many_concurrent_instances_all_complete(sessions: Sessions, new_te
     assert await count(sessions, tenant, WorkflowInstanceModel, status="completed") == 60
     assert await count(sessions, tenant, StepExecutionModel) == 180
     assert await count(sessions, tenant, OutboxEventModel, event_type="WorkflowCompleted") == 60
+
+
+async def test_events_wait_for_the_relay_only_when_a_subscription_may_want_them(
+    sessions: Sessions, new_tenant: NewTenant
+) -> None:
+    """A tenant without an active webhook subscription has its events written as published: the
+    relay has nothing to find or mark. With one, they are written unpublished, for the relay."""
+    quiet, subscribed, lapsed = await new_tenant("quiet"), await new_tenant("subscribed"), await new_tenant("lapsed")
+    for tenant, active in ((subscribed, True), (lapsed, False)):
+        async with sessions() as session, session.begin():
+            bind_tenant(session, tenant)
+            session.add(
+                WebhookSubscriptionModel(tenant_id=tenant, url="https://example.com/h", secret="s" * 32, active=active)
+            )
+    for tenant in (quiet, subscribed, lapsed):
+        await PersistentExecutionEngine(registry(), sessions, tenant_id=tenant).start_workflow("machines", {})
+    unpublished = {}
+    for tenant in (quiet, subscribed, lapsed):
+        async with sessions() as session:
+            bind_tenant(session, tenant)
+            rows = await session.execute(
+                select(OutboxEventModel.published_at).where(OutboxEventModel.tenant_id == tenant)
+            )
+            stamps = rows.scalars().all()
+        assert len(stamps) == 5  # started, three steps executed, completed
+        unpublished[tenant] = sum(stamp is None for stamp in stamps)
+    assert unpublished == {quiet: 0, subscribed: 5, lapsed: 0}
 
 
 async def test_no_tenant_no_start(sessions: Sessions, new_tenant: NewTenant) -> None:

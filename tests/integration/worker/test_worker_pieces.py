@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from saq import Queue
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -220,8 +220,10 @@ async def test_events_no_subscription_wants_are_marked_published_and_never_hande
     next poll, not handed to the scheduler to fan out alone to nobody."""
     tenant = await new_pg_tenant("quiet")
     await _start(tenants, tenant, documents.machines(count=1))
-    engine = create_engine(truncated.system_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     outbox = OutboxEventModel
+    async with tenants.transaction(tenant) as session:  # as if written while a subscription was active
+        await session.execute(update(outbox).values(published_at=None))
+    engine = create_engine(truncated.system_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
         async with tenants.transaction(tenant) as holder:
             held = (await holder.execute(select(outbox.id).limit(1).with_for_update())).scalar_one()

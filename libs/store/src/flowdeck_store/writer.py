@@ -14,7 +14,7 @@ import json
 from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import and_, delete, insert, tuple_, update
+from sqlalchemy import and_, delete, exists, insert, select, tuple_, update
 
 from flowdeck_engine.instance import new_id
 from flowdeck_store.inbox import NO_DUE_SQL, PRINCIPALS_SQL, add_candidates, set_status
@@ -26,6 +26,7 @@ from flowdeck_store.models import (
     PendingWorkModel,
     StepExecutionModel,
     TimerModel,
+    WebhookSubscriptionModel,
     WorkflowInstanceModel,
 )
 from flowdeck_store.tenancy import asyncpg_connection
@@ -142,6 +143,15 @@ _INSERTS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 _TASKS = "workflow_human_tasks"
+_OUTBOX = "workflow_outbox"
+_PUBLISHED_SQL = (
+    "(SELECT CASE WHEN EXISTS (SELECT 1 FROM webhook_subscriptions AS s WHERE s.tenant_id = $1::uuid AND s.active) "
+    "THEN NULL ELSE $2::timestamptz END)"
+)
+"""An event's ``published_at`` as it is written: already published (to nobody) when its tenant has
+no active webhook subscription, so the outbox relay never has to find and mark it. That was a
+burst of row updates at every poll, about a sixth of PostgreSQL's work at 500 instances a second.
+A subscription gets the events written after it was created."""
 _CLOSES = (("instance_id", "uuid"), ("step_name", "text"), ("status", "text"), ("completed_by", "text"),
            ("at", "timestamptz"))  # fmt: skip
 _DELETES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -281,9 +291,10 @@ def _statement(created: bool, updated: bool, deletes: tuple[str, ...], closes: b
         )
     for table in inserts:
         columns = _SENT[table]
+        extra, value = (", published_at", f", {_PUBLISHED_SQL}") if table == _OUTBOX else ("", "")
         parts.append(
-            f"ins_{table} AS (INSERT INTO {table} (id, tenant_id, {names(columns)}, updated_at) "  # noqa: S608 (built from the constant column lists above)
-            f"SELECT gen_random_uuid(), $1::uuid, r.*, r.created_at FROM unnest({arrays(columns)}) "
+            f"ins_{table} AS (INSERT INTO {table} (id, tenant_id, {names(columns)}, updated_at{extra}) "  # noqa: S608 (built from the constant column lists above)
+            f"SELECT gen_random_uuid(), $1::uuid, r.*, r.created_at{value} FROM unnest({arrays(columns)}) "
             f"AS r({names(columns)}) WHERE r.instance_id IN (SELECT id FROM ok)"
             + (" RETURNING id, assignee_id, candidate_groups, status, due_at)" if table == _TASKS else ")")
         )
@@ -415,6 +426,9 @@ async def _write_portable(session: AsyncSession, tenant_id: UUID, batch: _Batch)
     for table_name, rows in batch.inserts.items():
         rows = [_with_id(row) for row in keep(rows)]
         if rows:
+            if table_name == _OUTBOX and not await _subscribed(session, tenant_id):
+                for row in rows:
+                    row["published_at"] = batch.now  # as _PUBLISHED_SQL does
             await session.execute(insert(_TABLES[table_name]), rows)
             if table_name == _TASKS:
                 await add_candidates(session, tenant_id, rows)
@@ -426,3 +440,10 @@ def _with_id(row: dict[str, Any]) -> dict[str, Any]:
     out = {name: json.loads(value) if type(value) is JsonText else value for name, value in row.items()}
     out["id"] = new_id()
     return out
+
+
+async def _subscribed(session: AsyncSession, tenant_id: UUID) -> bool:
+    """Whether the tenant has an active webhook subscription."""
+    subscriptions = WebhookSubscriptionModel
+    found = exists().where(subscriptions.tenant_id == tenant_id, subscriptions.active)
+    return bool(await session.scalar(select(found)))
