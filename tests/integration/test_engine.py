@@ -207,6 +207,7 @@ async def test_many_concurrent_instances_all_complete(sessions: Sessions, new_te
         return done.status is WorkflowStatus.COMPLETED and done.data["n"] == i
 
     assert all(await asyncio.gather(*(one(i) for i in range(60))))
+    assert not engine.persistence._tenants  # an engine of one tenant keeps nothing per instance it touched
     assert await count(sessions, tenant, WorkflowInstanceModel, status="completed") == 60
     assert await count(sessions, tenant, StepExecutionModel) == 180
     assert await count(sessions, tenant, OutboxEventModel, event_type="WorkflowCompleted") == 60

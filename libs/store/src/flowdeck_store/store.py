@@ -188,6 +188,8 @@ class SqlInstanceStore:
         raise TenantNotBoundError
 
     def _remember(self, instance_id: UUID, tenant_id: UUID) -> None:
+        if tenant_id == self.default_tenant:
+            return  # tenant_for falls back to it anyway (a service's engines: every instance they touch)
         self._tenants[instance_id] = tenant_id
         self._tenants.move_to_end(instance_id)
         if len(self._tenants) > _KNOWN_TENANTS:
