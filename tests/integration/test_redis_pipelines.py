@@ -102,3 +102,26 @@ async def test_rate_checks_ride_together_and_survive_a_script_flush(redis: Redis
     await redis.script_flush()
     assert await limiter.acquire(f"test-{uuid.uuid4()}") == 0.0
     assert await redis.exists(KEY_PREFIX + key)
+
+
+async def test_a_worker_whose_every_slot_waits_for_a_job_still_has_connections_to_spare(redis_url: str) -> None:
+    """Each of a worker's job slots waits for its next job on a Redis connection of its own; with
+    150 of them waiting, jobs are still enqueued, taken and finished (redis-py's default pool of
+    100 connections refused the 101st)."""
+    work = WorkSettings(queue_name=f"slots-{uuid.uuid4().hex[:8]}", concurrency=150)
+    queue = SaqStepQueue.from_url(redis_url, work, socket_timeout=None)
+    saq_queue = queue.queue
+    assert isinstance(saq_queue, FlowdeckRedisQueue)
+    settings = JobSettings.from_settings(work)
+    try:
+        await queue.connect()
+        slots = [asyncio.ensure_future(saq_queue.dequeue(timeout=2)) for _ in range(work.concurrency)]
+        await asyncio.sleep(0.3)  # every slot is in its blocking wait
+        jobs = [instance_job(uuid.uuid4(), uuid.uuid4(), 1, settings) for _ in range(5)]
+        assert await saq_queue.enqueue_many(jobs) == [True] * 5
+        taken = [job for job in await asyncio.gather(*slots) if job is not None]
+        assert sorted(job.key for job in taken) == sorted(job.key for job in jobs)
+        await asyncio.gather(*(job.finish(Status.COMPLETE) for job in taken))
+        assert await saq_queue.count("incomplete") == 0
+    finally:
+        await queue.disconnect()

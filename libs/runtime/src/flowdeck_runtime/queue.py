@@ -235,6 +235,10 @@ def job_trace(instance: WorkflowInstance) -> dict[str, str]:
     return carrier if isinstance(carrier, dict) else current_trace()
 
 
+SPARE_CONNECTIONS = 32
+"""Redis connections beyond one per job slot: pipelines, SAQ's upkeep and sweep, enqueues."""
+
+
 class SaqStepQueue:
     """The engine's step queue on SAQ: one job per instance whose machine steps are due.
 
@@ -257,8 +261,18 @@ class SaqStepQueue:
         ``socket_timeout`` bounds every Redis call, so a Redis that hangs cannot hold up an API
         request (its change is committed already; the reconciler re-sends the job). Workers pass
         None: their blocking dequeue and job updates have their own timeouts.
+
+        The connection pool holds one connection for each of a worker's ``work.concurrency`` jobs
+        in flight, since each one waits for its next job on a connection of its own, plus
+        :data:`SPARE_CONNECTIONS` (redis-py's default of 100 stalled a worker of concurrency 128:
+        its slots took every connection and its upkeep and pipelines failed).
         """
-        redis = Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+        redis = Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            max_connections=work.concurrency + SPARE_CONNECTIONS,
+        )
         return cls(FlowdeckRedisQueue(redis, name=work.queue_name), JobSettings.from_settings(work))
 
     async def connect(self) -> None:
