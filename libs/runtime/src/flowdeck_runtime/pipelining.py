@@ -49,6 +49,11 @@ class Pipelined:
 
     async def run(self, add: Callable[[Pipeline], object]) -> list[Any]:
         """``add(pipe)`` queues commands on ``pipe``; their replies."""
+        return await self.send(add)
+
+    def send(self, add: Callable[[Pipeline], object]) -> asyncio.Future[list[Any]]:
+        """Like :meth:`run`, without waiting: the future of the replies. The commands go out in
+        order with those queued before and after them."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._pending.append((add, future))
@@ -56,7 +61,7 @@ class Pipelined:
             self._flushing = True
             # a clean context: the flush serves many callers (kept, so it is not collected meanwhile)
             self._task = loop.create_task(self._flush(), context=contextvars.Context())
-        return await future
+        return future
 
     async def _flush(self) -> None:
         try:

@@ -29,6 +29,7 @@ from flowdeck_runtime.pipelining import Pipelined, with_script
 from flowdeck_runtime.telemetry import TRACE_KEY
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Sequence
     from uuid import UUID
 
@@ -134,7 +135,11 @@ class FlowdeckRedisQueue(RedisQueue):
         """Job changes are not published (see the class docs)."""
 
     async def update(self, job: Job, **kwargs: Any) -> None:
-        """Store the job's changes; with a ``status`` no read is needed, so no copy either."""
+        """Store the job's changes; with a ``status`` no read is needed, so no copy either.
+
+        Marking a job active (what a worker does before it runs the job) does not wait for Redis:
+        the job's lease in PostgreSQL, not its status in Redis, says who runs it, and the job's
+        later calls (its finish) go out after this one through the same pipelines."""
         if "status" not in kwargs:
             await super().update(job, **kwargs)
             return
@@ -143,7 +148,11 @@ class FlowdeckRedisQueue(RedisQueue):
             if hasattr(job, name):
                 setattr(job, name, value)
         payload = self.serialize(job)
-        await self._coalescer().run(lambda pipe: pipe.set(job.id, payload))
+        sent = self._coalescer().send(lambda pipe: pipe.set(job.id, payload))
+        if kwargs["status"] is Status.ACTIVE:
+            sent.add_done_callback(_log_failure)
+            return
+        await sent
 
     async def _finish(self, job: Job, status: Status, *, result: Any = None, error: str | None = None) -> None:
         payload = self.serialize(job)
@@ -193,6 +202,11 @@ class FlowdeckRedisQueue(RedisQueue):
             return await pipe.execute()
 
         return [bool(result) for result in await with_script(self.redis, _ENQUEUE_LUA, send)]
+
+
+def _log_failure(sent: asyncio.Future[Any]) -> None:
+    if not sent.cancelled() and (exc := sent.exception()) is not None:
+        log.warning("marking a job active in Redis failed (%s); the job runs on", type(exc).__name__)
 
 
 def instance_job_key(instance_id: UUID | str, seq: int) -> str:
