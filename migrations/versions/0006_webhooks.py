@@ -17,9 +17,7 @@ Create Date: 2026-11-22
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 import advanced_alchemy.types
 import sqlalchemy as sa
@@ -86,14 +84,10 @@ def _app_role() -> str:
 
 
 def _previous_claim() -> str:
-    """Migration 0004's ``flowdeck_claim_due``, as ``CREATE OR REPLACE``."""
-    path = Path(__file__).with_name("0004_system_scans.py")
-    spec = importlib.util.spec_from_file_location("flowdeck_migration_0004", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    claim: str = module.CLAIM
+    """Migration 0004's ``flowdeck_claim_due`` (from the module Alembic loaded), as ``CREATE OR REPLACE``."""
+    scans = context.script.get_revision("0004")
+    assert scans is not None
+    claim: str = scans.module.CLAIM
     return claim.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
 
 

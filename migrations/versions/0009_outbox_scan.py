@@ -15,10 +15,7 @@ Create Date: 2026-11-22
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-from alembic import op
+from alembic import context, op
 
 revision = "0009"
 down_revision = "0008"
@@ -37,14 +34,10 @@ SUBSCRIBED_EVENTS = """
 
 
 def _previous_claim() -> str:
-    """Migration 0006's ``flowdeck_claim_due``, as ``CREATE OR REPLACE``."""
-    path = Path(__file__).with_name("0006_webhooks.py")
-    spec = importlib.util.spec_from_file_location("flowdeck_migration_0006", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    claim: str = module._claim()
+    """Migration 0006's ``flowdeck_claim_due`` (from the module Alembic loaded), as ``CREATE OR REPLACE``."""
+    webhooks = context.script.get_revision("0006")
+    assert webhooks is not None
+    claim: str = webhooks.module._claim()
     return claim
 
 
