@@ -57,13 +57,17 @@ def test_every_tenant_table_has_rls_enabled_forced_and_a_policy(database: Databa
     # The others: the owner may read callback tokens (flowdeck_callback_target), and read and
     # claim timers, pending work, outbox events and webhook deliveries, read subscriptions and
     # instances (flowdeck_claim_due and flowdeck_instance_tenant, the scheduler's and worker's
-    # SECURITY DEFINER scans); none is the app role's, none deletes or inserts.
+    # SECURITY DEFINER scans), and read and delete idempotency keys and delete outbox events
+    # (flowdeck_prune, the scheduler's retention); none is the app role's, none inserts.
     assert sorted((table, name, cmd) for table, name, cmd, _ in others) == [
+        ("idempotency_keys", "system_prune", "d"),
+        ("idempotency_keys", "system_prune_read", "r"),
         ("webhook_deliveries", "system_scan_claim", "w"),
         ("webhook_deliveries", "system_scan_read", "r"),
         ("webhook_subscriptions", "system_scan_read", "r"),
         ("workflow_callback_tokens", "callback_lookup", "r"),
         ("workflow_instances", "system_scan_read", "r"),
+        ("workflow_outbox", "system_prune", "d"),
         ("workflow_outbox", "system_scan_claim", "w"),
         ("workflow_outbox", "system_scan_read", "r"),
         ("workflow_pending_work", "system_scan_claim", "w"),
@@ -98,16 +102,22 @@ def test_the_app_role_cannot_get_around_rls(database: Database) -> None:
 
 
 def test_only_the_system_role_may_call_the_cross_tenant_scans(database: Database) -> None:
-    scans = ("flowdeck_claim_due(integer, integer, integer)", "flowdeck_instance_tenant(uuid)")
-    for role in (APP, SYSTEM):
+    scans = (
+        "flowdeck_claim_due(integer, integer, integer)",
+        "flowdeck_instance_tenant(uuid)",
+        "flowdeck_prune(timestamptz, timestamptz, integer)",
+    )
+    for role in (APP, SYSTEM, "public"):
         allowed = _query(
             database.owner_url,
             " UNION ALL ".join(f"SELECT has_function_privilege('{role}', '{scan}', 'EXECUTE')" for scan in scans),
         )
-        assert allowed == [(role == SYSTEM,)] * 2, role
+        assert allowed == [(role == SYSTEM,)] * len(scans), role
     # The API's role gets "permission denied", not the tenant of another tenant's instance.
     with pytest.raises(DBAPIError, match="permission denied"):
         _query(database.app_url, "SELECT flowdeck_instance_tenant(gen_random_uuid())")
+    with pytest.raises(DBAPIError, match="permission denied"):
+        _query(database.app_url, "SELECT * FROM flowdeck_prune(now(), now(), 1)")
     assert _query(database.system_url, "SELECT flowdeck_instance_tenant(gen_random_uuid())") == [(None,)]
     (memberships,) = _query(
         database.owner_url,

@@ -9,7 +9,6 @@ import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-import pytest
 from sqlalchemy.pool import NullPool
 
 from flowdeck_engine import WorkflowStatus
@@ -27,8 +26,6 @@ from tests.integration.worker.test_worker_pieces import _count
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from tests.integration.conftest import Database
-
 
 async def _until_finished(tenants: Tenants, tenant: uuid.UUID, iid: uuid.UUID, seconds: float = 20) -> WorkflowStatus:
     deadline = time.monotonic() + seconds
@@ -38,15 +35,6 @@ async def _until_finished(tenants: Tenants, tenant: uuid.UUID, iid: uuid.UUID, s
             return status
         await asyncio.sleep(0.05)
     raise AssertionError(f"instance {iid} did not finish")
-
-
-@pytest.fixture
-def system_url(store_url: str, request: pytest.FixtureRequest) -> str:
-    """SQLite, or PostgreSQL as the system role (the worker's and scheduler's: the scans are theirs)."""
-    if store_url.startswith("sqlite"):
-        return store_url
-    database: Database = request.getfixturevalue("database")
-    return database.system_url
 
 
 async def test_a_lost_job_is_resent_and_a_timer_fires_in_process(system_url: str) -> None:

@@ -100,6 +100,13 @@ class WorkSettings:
     transaction_idle_seconds: int = 10
     """PostgreSQL ends a worker's or scheduler's session idle that long inside a transaction (a
     paused process would otherwise hold its row locks, and so its work, for as long as it sleeps)."""
+    event_retention_days: int = 30
+    """Published outbox events (with their webhook delivery log) are removed this many days after
+    publication; an event with a delivery still pending stays. 0 keeps them all."""
+    idempotency_key_days: int = 7
+    """How long an ``Idempotency-Key`` of ``POST /v1/instances`` is remembered. 0: for good."""
+    prune_every_seconds: int = 3600
+    """How often the scheduler removes what is past retention (also at its start)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +247,9 @@ def load_settings() -> Settings:
             claim_seconds=_int("FLOWDECK_CLAIM_SECONDS", 30),
             batch_size=_int("FLOWDECK_SCHEDULER_BATCH", 100),
             transaction_idle_seconds=_int("FLOWDECK_TRANSACTION_IDLE_SECONDS", 10),
+            event_retention_days=_int("FLOWDECK_EVENT_RETENTION_DAYS", 30),
+            idempotency_key_days=_int("FLOWDECK_IDEMPOTENCY_KEY_DAYS", 7),
+            prune_every_seconds=_int("FLOWDECK_PRUNE_EVERY", 3600),
         ),
         webhooks=WebhookSettings(
             max_attempts=_int("FLOWDECK_WEBHOOK_MAX_ATTEMPTS", 8),

@@ -45,7 +45,16 @@ from flowdeck_store.repositories import (
     WorkflowDefinitionRepository,
     WorkflowInstanceRepository,
 )
-from flowdeck_store.scans import DueItem, DueTimer, claim_due, drop_timer, instance_seq, instance_tenant, load_timer
+from flowdeck_store.scans import (
+    DueItem,
+    DueTimer,
+    claim_due,
+    drop_timer,
+    instance_seq,
+    instance_tenant,
+    load_timer,
+    prune,
+)
 from flowdeck_store.store import SqlInstanceStore
 from flowdeck_store.tenancy import (
     TenantSession,
@@ -107,6 +116,7 @@ __all__ = [
     "instance_tenant",
     "load_timer",
     "metadata",
+    "prune",
     "release_lease",
     "session_factory",
     "session_tenant",

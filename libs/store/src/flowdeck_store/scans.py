@@ -6,6 +6,9 @@ transaction bound to its own tenant, where row-level security applies as everywh
 
 SQLite (the embedded mode: one process, one scheduler, no row-level security) has no functions:
 there the same claims are made by :func:`_claim_portable`, statement by statement.
+
+:func:`prune` is the scheduler's retention: it removes old published events and old idempotency
+keys across tenants (``flowdeck_prune``, migration 0011).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Final, cast
 from sqlalchemy import Table, and_, case, delete, exists, or_, select, text, update
 
 from flowdeck_store.models import (
+    IdempotencyKeyModel,
     OutboxEventModel,
     PendingWorkModel,
     TimerModel,
@@ -34,14 +38,17 @@ TIMER: Final = "timer"
 WORK: Final = "work"
 EVENT: Final = "event"
 DELIVERY: Final = "delivery"
+IDEMPOTENCY_KEY: Final = "idempotency_key"
 _TIMERS = cast("Table", TimerModel.__table__)
 _INSTANCES = cast("Table", WorkflowInstanceModel.__table__)
 _WORK = cast("Table", PendingWorkModel.__table__)
 _OUTBOX = cast("Table", OutboxEventModel.__table__)
 _SUBSCRIPTIONS = cast("Table", WebhookSubscriptionModel.__table__)
 _DELIVERIES = cast("Table", WebhookDeliveryModel.__table__)
+_KEYS = cast("Table", IdempotencyKeyModel.__table__)
 _CLAIM = text("SELECT kind, tenant_id, id FROM flowdeck_claim_due(:limit, :claim, :quiet)")
 _INSTANCE_TENANT = text("SELECT flowdeck_instance_tenant(:id)")
+_PRUNE = text("SELECT kind, removed FROM flowdeck_prune(:events_before, :keys_before, :limit)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +143,30 @@ async def _claim_portable(
     ]
 
 
+async def prune(
+    connection: AsyncConnection, *, events_before: datetime | None, keys_before: datetime | None, limit: int
+) -> dict[str, int]:
+    """Remove, across tenants, up to ``limit`` of each: outbox events published before
+    ``events_before`` that no delivery is still pending for (their delivery log goes with them),
+    and idempotency keys created before ``keys_before`` (None: keep that kind). The number of rows
+    removed, by kind (``event``, ``idempotency_key``)."""
+    if connection.dialect.name == "postgresql":
+        args = {"events_before": events_before, "keys_before": keys_before, "limit": limit}
+        return {kind: int(n) for kind, n in (await connection.execute(_PRUNE, args)).all()}
+    o, d, k = _OUTBOX.c, _DELIVERIES.c, _KEYS.c
+    removed = {EVENT: 0, IDEMPOTENCY_KEY: 0}
+    if events_before is not None:
+        pending = exists().where(d.event_id == o.id, d.status == "pending")
+        old = select(o.id).where(o.published_at < events_before, ~pending).order_by(o.published_at).limit(limit)
+        result = await connection.execute(delete(_OUTBOX).where(o.id.in_(old.scalar_subquery())))
+        removed[EVENT] = result.rowcount
+    if keys_before is not None:
+        old = select(k.id).where(k.created_at < keys_before).order_by(k.created_at).limit(limit)
+        result = await connection.execute(delete(_KEYS).where(k.id.in_(old.scalar_subquery())))
+        removed[IDEMPOTENCY_KEY] = result.rowcount
+    return removed
+
+
 async def instance_tenant(session: AsyncSession, instance_id: UUID) -> UUID | None:
     """The tenant of the instance ``instance_id`` (None when there is no such instance)."""
     query = (
@@ -178,6 +209,7 @@ async def instance_seq(session: AsyncSession, tenant_id: UUID, instance_id: UUID
 __all__ = [
     "DELIVERY",
     "EVENT",
+    "IDEMPOTENCY_KEY",
     "TIMER",
     "WORK",
     "DueItem",
@@ -187,4 +219,5 @@ __all__ = [
     "instance_seq",
     "instance_tenant",
     "load_timer",
+    "prune",
 ]

@@ -16,6 +16,11 @@ handled under their own tenant:
   per matching subscription (events of tenants without any are marked published by the scan).
 - ``delivery``: a due delivery is sent, signed (:mod:`flowdeck_worker.webhooks`), and its outcome
   written to the delivery log: delivered, tried again later with backoff, or failed for good.
+
+Retention: at its start and every ``prune_every_seconds`` the scheduler removes, on the same
+connection, published events past ``event_retention_days`` (with their delivery log) and
+idempotency keys past ``idempotency_key_days`` (:func:`flowdeck_store.prune`), a batch of each
+per poll until a batch comes back short: a backlog goes at up to ``_PRUNE_BATCH`` rows a poll.
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ import asyncio
 import contextlib
 import logging
 import signal
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from flowdeck_engine import InstanceNotFoundError
-from flowdeck_store import claim_due, create_engine, drop_timer, instance_seq, load_timer
+from flowdeck_store import claim_due, create_engine, drop_timer, instance_seq, load_timer, prune
 from flowdeck_store.escalations import REMINDER, send_reminder
 from flowdeck_store.scans import DELIVERY, EVENT, TIMER, WORK
 from flowdeck_store.webhooks import DELIVERED, FAILED, PENDING, fan_out, load_delivery, record_attempt
@@ -44,6 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _PARALLEL = 16
+_PRUNE_BATCH = 5000
 
 
 class Scheduler:
@@ -63,45 +70,76 @@ class Scheduler:
         self._parallel = asyncio.Semaphore(_PARALLEL)
         self.sender = WebhookSender(services.settings.webhooks)
         self.handled = 0
+        self.pruned: dict[str, int] = {}
+        """Rows removed by retention since start, by kind."""
+        self._prune_at = 0.0  # time.monotonic() of the next retention batch: at the first poll
 
     async def close(self) -> None:
         """Close the scan connection and the webhook client."""
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        await self._drop_connection()
         await self.scan_engine.dispose()
         await self.sender.close()
 
     async def tick(self) -> int:
         """Claim what is due (one statement) and handle it; the number of items claimed."""
         try:
-            if self._conn is None:
-                self._conn = await self.scan_engine.connect()
             items = await claim_due(
-                self._conn,
+                await self._connection(),
                 limit=self.work.batch_size,
                 claim_seconds=self.work.claim_seconds,
                 quiet_seconds=self.work.quiet_seconds,
             )
         except Exception:
             log.exception("scheduler scan failed (retrying)")
-            if self._conn is not None:
-                with contextlib.suppress(Exception):
-                    await self._conn.close()
-                self._conn = None
+            await self._drop_connection()
             return 0
         if items:
             await asyncio.gather(*(self._handle(item) for item in items))
         return len(items)
 
+    async def _connection(self) -> AsyncConnection:
+        if self._conn is None:
+            self._conn = await self.scan_engine.connect()
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+            self._conn = None
+
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set (a full batch polls again at once)."""
         while not stop.is_set():
             claimed = await self.tick()
+            await self.housekeep()
             if claimed >= self.work.batch_size:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.work.poll_seconds)
+
+    async def housekeep(self) -> None:
+        """Remove a batch of what is past retention, when that is due (on the scan connection)."""
+        if time.monotonic() < self._prune_at:
+            return
+        work, now = self.work, datetime.now(UTC)
+        try:
+            removed = await prune(
+                await self._connection(),
+                events_before=_days_before(now, work.event_retention_days),
+                keys_before=_days_before(now, work.idempotency_key_days),
+                limit=_PRUNE_BATCH,
+            )
+        except Exception:
+            log.exception("retention failed (trying again in %ss)", work.prune_every_seconds)
+            await self._drop_connection()
+            removed = {}
+        for kind, count in removed.items():
+            self.pruned[kind] = self.pruned.get(kind, 0) + count
+        if max(removed.values(), default=0) < _PRUNE_BATCH:  # nothing more: until the next round
+            self._prune_at = time.monotonic() + work.prune_every_seconds
+        if any(removed.values()):
+            log.info("retention removed %s", ", ".join(f"{n} {kind}" for kind, n in removed.items()))
 
     async def _handle(self, item: DueItem) -> None:
         async with self._parallel:
@@ -173,6 +211,10 @@ class Scheduler:
                 next_attempt_at=retry_at,
                 now=now,
             )
+
+
+def _days_before(now: datetime, days: int) -> datetime | None:
+    return now - timedelta(days=days) if days > 0 else None
 
 
 async def run_scheduler(settings: Settings) -> None:

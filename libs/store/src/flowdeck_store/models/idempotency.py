@@ -6,7 +6,7 @@ from datetime import datetime  # noqa: TC003 (SQLAlchemy reads Mapped[...] annot
 from typing import Any
 
 from advanced_alchemy.types import DateTimeUTC, JsonB
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from flowdeck_store.base import TenantOwned
@@ -16,7 +16,10 @@ class IdempotencyKeyModel(TenantOwned):
     """A key already used in ``scope``, with the fingerprint of its request and the response given."""
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("tenant_id", "scope", "key"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "scope", "key"),
+        Index("ix_idempotency_keys_created", "created_at"),  # retention removes the oldest first
+    )
 
     scope: Mapped[str] = mapped_column(String(64))
     key: Mapped[str] = mapped_column(String(255))

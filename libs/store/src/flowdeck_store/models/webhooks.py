@@ -34,6 +34,8 @@ class WebhookDeliveryModel(TenantOwned):
         UniqueConstraint("tenant_id", "subscription_id", "event_id"),
         Index("ix_webhook_deliveries_tenant_subscription", "tenant_id", "subscription_id", "created_at"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        # removing an old event (retention) finds its deliveries by it, for the cascade
+        Index("ix_webhook_deliveries_event", "event_id"),
     )
 
     subscription_id: Mapped[UUID] = mapped_column(ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"))
