@@ -3,7 +3,7 @@
 Against a real Redis: each caller gets its own replies; a job enqueued in a pipeline is the job
 SAQ would have enqueued (a duplicate key is refused); a worker's dequeue, mark-active and finish
 through the shared pipelines move the job as SAQ's own calls do; scripts Redis forgot (a restart,
-SCRIPT FLUSH) are loaded again.
+SCRIPT FLUSH) are loaded again; the sweep leaves a job just taken alone.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 from saq import Status
+from saq.utils import now as saq_now
 
 from flowdeck_api.ratelimit import KEY_PREFIX, Rate, RedisRateLimiter
 from flowdeck_runtime.pipelining import Pipelined
@@ -90,6 +91,40 @@ async def test_jobs_enqueued_in_one_pipeline_are_saqs_jobs_and_a_worker_runs_the
         finished = await saq_queue.job(first.key)
         assert finished is not None and finished.status is Status.COMPLETE
         assert await saq_queue.dequeue(timeout=1) is None  # nothing left: SAQ's blocking wait times out
+    finally:
+        await queue.disconnect()
+
+
+@pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")  # SAQ's abort, swept jobs only
+async def test_the_sweep_leaves_a_job_just_taken_alone_and_sweeps_one_whose_worker_died(
+    redis_url: str, redis: Redis
+) -> None:
+    queue = SaqStepQueue.from_url(redis_url, WorkSettings(queue_name=f"sweep-{uuid.uuid4().hex[:8]}"))
+    saq_queue = queue.queue
+    assert isinstance(saq_queue, FlowdeckRedisQueue)
+    saq_queue.taken_grace_seconds = 0.5
+    settings = JobSettings.from_settings(WorkSettings())
+    taken, dead = jobs = [instance_job(uuid.uuid4(), uuid.uuid4(), 1, settings) for _ in range(2)]
+    try:
+        await queue.connect()
+        assert await saq_queue.enqueue_many(jobs) == [True, True]
+        for _ in jobs:  # what a worker's blocking wait does: the job moves to the active list, still queued
+            await redis.lmove(saq_queue._queued, saq_queue._active, "LEFT", "RIGHT")
+
+        async def mark_taken() -> None:  # its worker marks it active a moment later, as SAQ's worker does
+            await asyncio.sleep(0.1)
+            taken.started = saq_now()
+            taken.attempts += 1
+            await taken.update(status=Status.ACTIVE)
+
+        swept, _ = await asyncio.gather(saq_queue.sweep(abort=0.1), mark_taken())
+        assert swept == [dead.id]  # SAQ's own sweep took both
+        still = await saq_queue.job(taken.key)
+        assert still is not None and still.status is Status.ACTIVE and still.attempts == 1
+        retried = await saq_queue.job(dead.key)
+        assert retried is not None and retried.status is Status.QUEUED
+        assert retried.error == saq_queue.swept_error_message
+        assert await saq_queue.count("active") == 1  # the swept job waits for its retry
     finally:
         await queue.disconnect()
 

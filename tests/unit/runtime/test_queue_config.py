@@ -74,18 +74,20 @@ def test_settings_that_lose_work_are_refused(change: dict[str, int]) -> None:
         dataclasses.replace(settings, **change)
 
 
-def test_our_pipelined_enqueue_runs_saqs_own_enqueue_script() -> None:
-    """FlowdeckRedisQueue.enqueue_many sends SAQ's enqueue script by EVALSHA: if SAQ changes its
-    script (what makes a key a duplicate, where a job goes), ours must change with it."""
+@pytest.mark.parametrize(("saqs", "ours"), [("_enqueue", "_ENQUEUE_LUA"), ("sweep", "_SWEEP_LUA")])
+def test_our_redis_calls_run_saqs_own_scripts(saqs: str, ours: str) -> None:
+    """FlowdeckRedisQueue.enqueue_many sends SAQ's enqueue script by EVALSHA, and its sweep
+    registers SAQ's sweep script itself: if SAQ changes a script (what makes a key a duplicate,
+    where a job goes, what the sweep looks at), ours must change with it."""
     import inspect
 
     from saq.queue.redis import RedisQueue
 
-    from flowdeck_runtime.queue import _ENQUEUE_LUA
+    from flowdeck_runtime import queue
 
     def lines(text: str) -> list[str]:
         return [line.strip() for line in text.strip().splitlines() if line.strip()]
 
-    source = inspect.getsource(RedisQueue._enqueue)
+    source = inspect.getsource(getattr(RedisQueue, saqs))
     script = source.split('"""')[1]
-    assert lines(script) == lines(_ENQUEUE_LUA)
+    assert lines(script) == lines(getattr(queue, ours))

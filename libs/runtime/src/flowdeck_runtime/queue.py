@@ -12,6 +12,7 @@ the build when SAQ grows a job setting that this module does not set.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import asdict, dataclass
@@ -29,11 +30,11 @@ from flowdeck_runtime.pipelining import Pipelined, with_script
 from flowdeck_runtime.telemetry import TRACE_KEY
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Sequence
     from uuid import UUID
 
     from redis.asyncio.client import Pipeline
+    from redis.commands.core import AsyncScript
 
     from flowdeck_engine import WorkflowInstance
     from flowdeck_runtime.settings import WorkSettings
@@ -113,6 +114,20 @@ return {id, redis.call('GET', id)}
 round trip instead of two. Sent as EVAL (Redis caches it by its hash): no script to lose."""
 
 
+_SWEEP_LUA = """
+local id_jobs = {}
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('SETEX', KEYS[1], ARGV[1], 1)
+    for i, v in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+        id_jobs[i] = {v, redis.call('GET', v)}
+    end
+end
+return id_jobs
+"""
+"""SAQ's sweep script (``RedisQueue.sweep``): under the sweep lock, the active list's jobs with
+their payloads. A test checks that SAQ's script is still this one."""
+
+
 class FlowdeckRedisQueue(RedisQueue):
     """SAQ's Redis queue, lighter per job.
 
@@ -121,10 +136,28 @@ class FlowdeckRedisQueue(RedisQueue):
       together with those of its other jobs in flight (one pipeline per batch).
     - Job changes are not published: nothing in Flowdeck waits on a job's outcome (PostgreSQL
       holds the work), and SAQ's sweep, the one waiter, polls instead (:meth:`listen`).
+    - The sweep leaves alone the jobs a worker has just taken (:meth:`sweep`).
     """
 
     _ops: Pipelined | None = None
     listen = Queue.listen  # polling: job changes are not published
+    taken_grace_seconds: float = 1.0
+    """How long the sweep gives a job that it finds in the active list still queued to be marked active."""
+
+    async def sweep(self, lock: int = 60, abort: float = 5.0) -> list[str]:
+        """SAQ's sweep, without the jobs a worker has just taken.
+
+        SAQ aborts and retries every job in the active list whose status is not ``active``. A job
+        that a worker has just moved there (its blocking wait takes a job by moving it) and not
+        yet marked active is such a job for a moment: at 500 instances/s about two healthy jobs
+        a minute were swept, and their instances waited for the retry. The jobs the sweep finds
+        still queued are looked at again ``taken_grace_seconds`` later; it sweeps those still in
+        the active list and still queued (their worker died or lost Redis before marking them).
+        """
+        if self._cleanup_script is None:
+            script = self.redis.register_script(_SWEEP_LUA)
+            self._cleanup_script = _SecondLook(self, script)  # type: ignore[assignment]  # called as SAQ calls it
+        return await super().sweep(lock, abort)
 
     def _coalescer(self) -> Pipelined:
         if self._ops is None:
@@ -202,6 +235,29 @@ class FlowdeckRedisQueue(RedisQueue):
             return await pipe.execute()
 
         return [bool(result) for result in await with_script(self.redis, _ENQUEUE_LUA, send)]
+
+
+class _SecondLook:
+    """SAQ's sweep script, then a second look at the jobs it found still queued (see
+    :meth:`FlowdeckRedisQueue.sweep`): called as SAQ calls the script, returning what it returns."""
+
+    def __init__(self, queue: FlowdeckRedisQueue, script: AsyncScript) -> None:
+        self.queue = queue
+        self.script = script
+
+    async def __call__(self, keys: list[str], args: list[Any], client: Redis) -> list[list[Any]]:
+        id_jobs: list[list[Any]] = await self.script(keys=keys, args=args, client=client)
+        queued = [job_id for job_id, raw in id_jobs if raw is not None and self._queued(raw)]
+        if not queued:
+            return id_jobs
+        await asyncio.sleep(self.queue.taken_grace_seconds)
+        active = set(await client.lrange(keys[1], 0, -1))
+        now = dict(zip(queued, await client.mget(queued), strict=True))
+        return [[job_id, now.get(job_id, raw)] for job_id, raw in id_jobs if job_id not in now or job_id in active]
+
+    def _queued(self, raw: bytes) -> bool:
+        job = self.queue.deserialize(raw)
+        return job is not None and job.status is Status.QUEUED
 
 
 def _log_failure(sent: asyncio.Future[Any]) -> None:
