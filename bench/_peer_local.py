@@ -112,15 +112,17 @@ def human_runner() -> Callable[[int], Awaitable[bool]]:
     return run_one
 
 
-async def run(n: int) -> dict[str, Any]:
-    return {"linear": await measure(linear_runner(), n), "human": await measure(human_runner(), n)}
+async def run(n: int, workloads: list[str]) -> dict[str, Any]:
+    runners = {"linear": linear_runner, "human": human_runner}
+    return {key: await measure(runners[key](), n) for key in workloads}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--workload", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
     args = parser.parse_args()
-    results = asyncio.run(run(args.n))
+    results = asyncio.run(run(args.n, args.workload))
     print(json.dumps({"version": version("litestar-workflows"), "results": results, "workarounds": WORKAROUNDS}))
 
 

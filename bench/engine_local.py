@@ -19,7 +19,15 @@ The peer runs in ``bench/_peer_local.py`` under its own virtual environment
 reused while it holds litestar-workflows 0.3.3), through its real API plus the workarounds
 that script lists and this driver prints.
 
-Run: ``make bench`` or ``.venv/bin/python bench/engine_local.py [--n N] [--json] [--peer-only]``.
+``--instructions`` counts instead of timing: each side runs each workload in a process of its
+own under valgrind's callgrind, once with N instances and once with none (the same start-up and
+warm-up), and the difference over N is the instructions one instance costs. The count does not
+move with the host's load and clock, which on a shared 2-core machine move the peer's time alone
+by a third from one run to the next; it leaves out what instructions do not show (cache misses,
+the garbage collector's memory walks), so it is a proxy for the timed ratio, not a substitute.
+
+Run: ``make bench`` or ``.venv/bin/python bench/engine_local.py [--n N] [--json] [--peer-only]
+[--workload linear|human] [--instructions]``.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ import asyncio
 import contextlib
 import gc
 import json
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -90,7 +100,7 @@ async def measure(run_one: Callable[[int], Awaitable[bool]], n: int, warmup: int
 # --- Flowdeck (imported lazily: the engine may not exist yet) ---------------------------------
 
 
-async def run_flowdeck(n: int) -> dict[str, Any]:
+async def run_flowdeck(n: int, workloads: list[str]) -> dict[str, Any]:
     from flowdeck_engine import (
         BaseHumanStep,
         BaseMachineStep,
@@ -160,7 +170,8 @@ async def run_flowdeck(n: int) -> dict[str, Any]:
 
         return run_one
 
-    return {"linear": await measure(linear_runner(), n), "human": await measure(human_runner(), n)}
+    runners = {"linear": linear_runner, "human": human_runner}
+    return {key: await measure(runners[key](), n) for key in workloads}
 
 
 # --- peer (separate venv, separate process) ---------------------------------------------------
@@ -178,12 +189,50 @@ def peer_python() -> Path:
     return python
 
 
-def run_peer(n: int) -> dict[str, Any]:
-    cmd = [str(peer_python()), str(BENCH_DIR / "_peer_local.py"), "--n", str(n)]
+def peer_command() -> list[str]:
+    return [str(peer_python()), str(BENCH_DIR / "_peer_local.py")]
+
+
+def run_peer(n: int, workloads: list[str]) -> dict[str, Any]:
+    cmd = [*peer_command(), "--n", str(n), "--workload", *workloads]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.exit(f"peer benchmark failed ({proc.returncode}):\n{proc.stderr}")
     return json.loads(proc.stdout)
+
+
+# --- instructions -----------------------------------------------------------------------------
+
+
+def instructions(cmd: list[str]) -> int:
+    """The instructions ``cmd`` executes, counted by valgrind's callgrind."""
+    run = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd]
+    proc = subprocess.run(run, capture_output=True, text=True, check=False)
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    if proc.returncode != 0 or found is None:
+        sys.exit(f"{' '.join(cmd)} failed under valgrind ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def count_instructions(n: int, workloads: list[str]) -> dict[str, dict[str, float]]:
+    """Instructions per instance, by workload and side: a run of ``n`` minus a run of none."""
+    if shutil.which("valgrind") is None:
+        sys.exit("--instructions needs valgrind (apt-get install valgrind)")
+    sides = {"flowdeck": [sys.executable, __file__, "--flowdeck-only", "--json"], "peer": peer_command()}
+    counts: dict[str, dict[str, float]] = {}
+    for key in workloads:
+        for side, cmd in sides.items():
+            none, some = (instructions([*cmd, "--workload", key, "--n", str(k)]) for k in (0, n))
+            counts.setdefault(key, {})[side] = (some - none) / n
+    return counts
+
+
+def print_instructions(n: int, counts: dict[str, dict[str, float]]) -> None:
+    print(f"Instructions per instance (valgrind callgrind, N={n} minus N=0), Python {sys.version.split()[0]}")
+    print(f"{'workload':34}{'flowdeck':>12}{'peer':>12}{'peer/flowdeck':>15}")
+    for key, sides in counts.items():
+        fd, peer = sides["flowdeck"], sides["peer"]
+        print(f"{WORKLOADS[key]:34}{fd:>12,.0f}{peer:>12,.0f}{peer / fd:>14.2f}x")
 
 
 # --- driver -----------------------------------------------------------------------------------
@@ -199,8 +248,8 @@ def print_table(report: dict[str, Any]) -> None:
         f"(warm-up {report['warmup']}), Python {sys.version.split()[0]}"
     )
     print(f"{'workload':34}{'flowdeck/s':>12}{'peer/s':>12}{'ratio':>9}   failed flowdeck/peer")
-    for key, label in WORKLOADS.items():
-        f, p = fd.get(key, {}), peer["results"][key]
+    for key, p in peer["results"].items():
+        label, f = WORKLOADS[key], fd.get(key, {})
         print(
             f"{label:34}{cell(f.get('per_second'), ',.0f'):>12}{cell(p['per_second'], ',.0f'):>12}"
             f"{cell(report['ratio'].get(key), '.2f', 'x'):>9}   {cell(f.get('failed'), 'd')}/{p['failed']}"
@@ -218,18 +267,27 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=2000, help="timed instances per workload (default 2000)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON only")
     parser.add_argument("--peer-only", action="store_true", help="skip Flowdeck, run the peer only")
+    parser.add_argument("--flowdeck-only", action="store_true", help="skip the peer, run Flowdeck only")
+    parser.add_argument("--workload", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
+    parser.add_argument("--instructions", action="store_true", help="count instructions instead of timing")
     args = parser.parse_args()
+    if args.instructions:
+        print_instructions(args.n, count_instructions(args.n, args.workload))
+        return 0
 
     flowdeck = None
     if not args.peer_only:
         try:
-            flowdeck = asyncio.run(run_flowdeck(args.n))
+            flowdeck = asyncio.run(run_flowdeck(args.n, args.workload))
         except ImportError as exc:
             sys.exit(f"flowdeck_engine is not importable ({exc}); try --peer-only")
-    peer = run_peer(args.n)
+    if args.flowdeck_only:
+        print(json.dumps({"n": args.n, "flowdeck": flowdeck}))
+        return 0
+    peer = run_peer(args.n, args.workload)
     ratio = {
         key: flowdeck[key]["per_second"] / peer["results"][key]["per_second"]
-        for key in WORKLOADS
+        for key in args.workload
         if flowdeck and peer["results"][key]["per_second"]
     }
     report = {"n": args.n, "warmup": WARMUP, "flowdeck": flowdeck, "peer": peer, "ratio": ratio}
