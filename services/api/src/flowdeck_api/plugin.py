@@ -30,6 +30,7 @@ from flowdeck_api.domain.definitions.controller import DefinitionController
 from flowdeck_api.domain.instances.controller import InstanceController
 from flowdeck_api.domain.instances.starts import Starts
 from flowdeck_api.domain.jobs.controller import JobController
+from flowdeck_api.domain.jobs.wakeups import JobWakeups
 from flowdeck_api.domain.tasks.controller import AdminTaskController, TaskController
 from flowdeck_api.domain.webhooks.controller import WebhookController
 from flowdeck_api.errors import EXCEPTION_HANDLERS
@@ -147,6 +148,7 @@ class WorkflowPlugin(InitPluginProtocol):
         state.starts = None if queue is None else Starts(tenants, max_running=settings.limits.max_running_instances)
         state.redis = _redis(settings.redis.url)
         state.start_limits = StartLimits.from_settings(settings.limits, state.redis)
+        state.job_wakeups = JobWakeups(settings.database.url)
         for exc_type, handler in EXCEPTION_HANDLERS.items():
             app_config.exception_handlers.setdefault(exc_type, handler)
         app_config.on_shutdown.append(_dispose)
@@ -179,6 +181,7 @@ def _redis(url: str | None) -> Redis | None:
 
 
 async def _dispose(app: Litestar) -> None:
+    await app.state.job_wakeups.close()
     await app.state.db_engine.dispose()
     if app.state.tenants.step_queue is not None:
         await app.state.tenants.step_queue.disconnect()

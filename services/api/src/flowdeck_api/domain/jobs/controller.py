@@ -17,7 +17,7 @@ from flowdeck_api.security import SERVICES, principal_of
 
 def provide_jobs(request: Request[Any, Any, Any]) -> JobService:
     """The caller's external jobs."""
-    return JobService(request.app.state.tenants, principal_of(request))
+    return JobService(request.app.state.tenants, principal_of(request), request.app.state.job_wakeups)
 
 
 class JobController(Controller):

@@ -13,6 +13,7 @@ a 409.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -32,13 +33,13 @@ if TYPE_CHECKING:
     from sqlalchemy.sql import ColumnElement, Select
 
     from flowdeck_api.auth import Principal
+    from flowdeck_api.domain.jobs.wakeups import JobWakeups
     from flowdeck_runtime.tenants import Tenants
 
 Job = CallbackTokenModel
 Instance = WorkflowInstanceModel
 MAX_ATTEMPTS = 3
 """A failure with ``retry`` on the job's third lease fails the step instead."""
-POLL_SECONDS = 0.25
 
 StepKey = tuple[str, str, str]
 """(workflow name, version, step name)"""
@@ -59,23 +60,26 @@ def _job_failed(error: InvalidTransitionError) -> ApiError:
 class JobService:
     """The caller's external jobs: fetch (lease), complete, fail."""
 
-    def __init__(self, tenants: Tenants, principal: Principal, *, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(self, tenants: Tenants, principal: Principal, wakeups: JobWakeups) -> None:
         self.tenants = tenants
         self.principal = principal
         self.tenant = principal.tenant_id
-        self.poll_seconds = poll_seconds
+        self.wakeups = wakeups
 
     # --- fetch -------------------------------------------------------------------------------------
 
     async def fetch(self, request: JobFetch) -> list[JobRead]:
-        """Lease waiting jobs of the type; poll until one appears or ``wait_seconds`` pass."""
+        """Lease waiting jobs of the type; until one appears or ``wait_seconds`` pass, look again
+        when the tenant's jobs change (:mod:`~flowdeck_api.domain.jobs.wakeups`)."""
         deadline = time.monotonic() + request.wait_seconds
         while True:
+            changed = self.wakeups.event(self.tenant) if request.wait_seconds else None
             jobs = await self._claim(request)
             left = deadline - time.monotonic()
-            if jobs or left <= 0:
+            if jobs or left <= 0 or changed is None:
                 return jobs
-            await asyncio.sleep(min(self.poll_seconds, left))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(self.wakeups.wait_seconds, left))
 
     async def _claim(self, request: JobFetch) -> list[JobRead]:
         now = datetime.now(UTC)
