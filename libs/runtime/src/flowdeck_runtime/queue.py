@@ -149,10 +149,11 @@ class FlowdeckRedisQueue(RedisQueue):
 
         SAQ aborts and retries every job in the active list whose status is not ``active``. A job
         that a worker has just moved there (its blocking wait takes a job by moving it) and not
-        yet marked active is such a job for a moment: at 500 instances/s about two healthy jobs
-        a minute were swept, and their instances waited for the retry. The jobs the sweep finds
-        still queued are looked at again ``taken_grace_seconds`` later; it sweeps those still in
-        the active list and still queued (their worker died or lost Redis before marking them).
+        yet marked active is such a job for a moment: at 500 instances/s about four healthy jobs
+        a minute were aborted and run again (the fenced lease kept them from running twice). The
+        jobs the sweep finds still queued are looked at again ``taken_grace_seconds`` later; it
+        sweeps those still in the active list and still queued (their worker died or lost Redis
+        before marking them).
         """
         if self._cleanup_script is None:
             script = self.redis.register_script(_SWEEP_LUA)
