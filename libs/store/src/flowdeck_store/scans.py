@@ -25,9 +25,9 @@ from flowdeck_store.models import (
     PendingWorkModel,
     TimerModel,
     WebhookDeliveryModel,
-    WebhookSubscriptionModel,
     WorkflowInstanceModel,
 )
+from flowdeck_store.webhooks import PENDING, active_subscription
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -43,7 +43,6 @@ _TIMERS = cast("Table", TimerModel.__table__)
 _INSTANCES = cast("Table", WorkflowInstanceModel.__table__)
 _WORK = cast("Table", PendingWorkModel.__table__)
 _OUTBOX = cast("Table", OutboxEventModel.__table__)
-_SUBSCRIPTIONS = cast("Table", WebhookSubscriptionModel.__table__)
 _DELIVERIES = cast("Table", WebhookDeliveryModel.__table__)
 _KEYS = cast("Table", IdempotencyKeyModel.__table__)
 _CLAIM = text("SELECT kind, tenant_id, id FROM flowdeck_claim_due(:limit, :claim, :quiet)")
@@ -116,14 +115,14 @@ async def _claim_portable(
             .where(w.id.in_([row.id for row in stuck]))
             .values(lease_owner=None, lease_expires_at=None, fence=fence, updated_at=now)
         )
-    subscribed = exists().where(_SUBSCRIPTIONS.c.tenant_id == o.tenant_id, _SUBSCRIPTIONS.c.active)
+    subscribed = active_subscription(o.tenant_id)
     await connection.execute(update(_OUTBOX).where(o.published_at.is_(None), ~subscribed).values(published_at=now))
     events = (
         await connection.execute(
             select(o.tenant_id, o.id).where(o.published_at.is_(None), subscribed).order_by(o.occurred_at).limit(limit)
         )
     ).all()
-    pending = d.status == "pending"
+    pending = d.status == PENDING
     deliveries = (
         await connection.execute(
             select(d.tenant_id, d.id).where(pending, d.next_attempt_at <= now).order_by(d.next_attempt_at).limit(limit)
@@ -156,7 +155,7 @@ async def prune(
     o, d, k = _OUTBOX.c, _DELIVERIES.c, _KEYS.c
     removed = {EVENT: 0, IDEMPOTENCY_KEY: 0}
     if events_before is not None:
-        pending = exists().where(d.event_id == o.id, d.status == "pending")
+        pending = exists().where(d.event_id == o.id, d.status == PENDING)
         old = select(o.id).where(o.published_at < events_before, ~pending).order_by(o.published_at).limit(limit)
         result = await connection.execute(delete(_OUTBOX).where(o.id.in_(old.scalar_subquery())))
         removed[EVENT] = result.rowcount

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, exists, insert, select, update
 
 from flowdeck_store.models import OutboxEventModel, WebhookDeliveryModel, WebhookSubscriptionModel
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.sql import ColumnElement
+    from sqlalchemy.sql.selectable import Exists
 
 PENDING: Final = "pending"
 DELIVERED: Final = "delivered"
@@ -28,6 +30,11 @@ FAILED: Final = "failed"
 _OUTBOX = cast("Table", OutboxEventModel.__table__)
 _SUBSCRIPTIONS = cast("Table", WebhookSubscriptionModel.__table__)
 _DELIVERIES = cast("Table", WebhookDeliveryModel.__table__)
+
+
+def active_subscription(tenant: UUID | ColumnElement[Any]) -> Exists:
+    """Whether the tenant (an id, or a column of the enclosing query) has an active subscription."""
+    return exists().where(_SUBSCRIPTIONS.c.tenant_id == tenant, _SUBSCRIPTIONS.c.active)
 
 
 @dataclass(frozen=True, slots=True)

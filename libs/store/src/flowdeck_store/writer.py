@@ -14,7 +14,7 @@ import json
 from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import and_, delete, exists, insert, select, tuple_, update
+from sqlalchemy import and_, delete, insert, select, tuple_, update
 
 from flowdeck_engine.instance import new_id
 from flowdeck_store.inbox import NO_DUE_SQL, PRINCIPALS_SQL, add_candidates, set_status
@@ -26,10 +26,10 @@ from flowdeck_store.models import (
     PendingWorkModel,
     StepExecutionModel,
     TimerModel,
-    WebhookSubscriptionModel,
     WorkflowInstanceModel,
 )
 from flowdeck_store.tenancy import asyncpg_connection
+from flowdeck_store.webhooks import active_subscription
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -426,7 +426,7 @@ async def _write_portable(session: AsyncSession, tenant_id: UUID, batch: _Batch)
     for table_name, rows in batch.inserts.items():
         rows = [_with_id(row) for row in keep(rows)]
         if rows:
-            if table_name == _OUTBOX and not await _subscribed(session, tenant_id):
+            if table_name == _OUTBOX and not await session.scalar(select(active_subscription(tenant_id))):
                 for row in rows:
                     row["published_at"] = batch.now  # as _PUBLISHED_SQL does
             await session.execute(insert(_TABLES[table_name]), rows)
@@ -440,10 +440,3 @@ def _with_id(row: dict[str, Any]) -> dict[str, Any]:
     out = {name: json.loads(value) if type(value) is JsonText else value for name, value in row.items()}
     out["id"] = new_id()
     return out
-
-
-async def _subscribed(session: AsyncSession, tenant_id: UUID) -> bool:
-    """Whether the tenant has an active webhook subscription."""
-    subscriptions = WebhookSubscriptionModel
-    found = exists().where(subscriptions.tenant_id == tenant_id, subscriptions.active)
-    return bool(await session.scalar(select(found)))
